@@ -1,0 +1,80 @@
+# indextts.deploy — the two commands that matter:
+#   make demo   set up, start the local lab, run site.yml against it
+#   make test   everything CI checks (lint, sanity, unit, molecule)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+COLLECTION_LINK := .cache/collections/ansible_collections/indextts/deploy
+LAB_INVENTORY := .lab/inventory.yml
+
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export INDEXTTS_LAB_IMAGE := $(shell tests/lab/image/build.sh --tag)
+export PY_COLORS := 0
+export ANSIBLE_FORCE_COLOR := 0
+
+.PHONY: help demo test setup host venv collection image lab-up lab-down \
+        lint sanity unit molecule build clean
+
+help:
+	@echo "make demo   set up, start the local lab, run site.yml against it"
+	@echo "make test   lint, sanity, unit tests and every molecule scenario"
+	@echo "make lab-down   remove the lab containers"
+
+## Set-up shared by demo and test ---------------------------------------------
+setup: host venv collection image
+
+host:
+	bash tests/lab/host-setup.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $@
+
+collection:
+	mkdir -p $(dir $(COLLECTION_LINK))
+	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+image: host
+	tests/lab/image/build.sh >/dev/null
+
+## The main job ---------------------------------------------------------------
+demo: setup lab-up
+	ansible-playbook -i $(LAB_INVENTORY) tests/lab/seed-golden.yml
+	ansible-playbook -i $(LAB_INVENTORY) site.yml
+
+lab-up: setup
+	ansible-playbook tests/lab/lab-up.yml
+
+lab-down:
+	ansible-playbook tests/lab/lab-down.yml
+
+## What CI checks -------------------------------------------------------------
+test: setup lint sanity unit molecule
+
+lint:
+	ansible-lint --profile production --strict
+
+sanity:
+	bash tests/sanity.sh
+
+unit:
+	pytest -q tests/unit
+
+molecule:
+	for scenario in $$(ls molecule); do \
+	    echo "=== molecule test -s $$scenario"; \
+	    molecule test -s $$scenario; \
+	done
+
+build:
+	ansible-galaxy collection build --force --output-path .cache/dist
+
+clean: lab-down
+	rm -rf .cache/dist .cache/sanity .pytest_cache

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Prepare this machine to run the lab: a Docker engine and debootstrap.
+# Used by `make demo`, `make test` and .ci/run. Idempotent and quick when all
+# is in place. Installs from Debian only; nothing else is downloaded.
+set -euo pipefail
+
+log() { echo "host-setup: $*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_pkgs=()
+command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v make >/dev/null 2>&1 || need_pkgs+=(make)
+command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
+command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    # shellcheck disable=SC2207
+    pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))
+    log "installing from Debian: ${pkgs[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        log "starting docker.service"
+        as_root systemctl start docker
+    else
+        log "starting dockerd (log: /var/log/indextts-dockerd.log)"
+        as_root sh -c 'nohup dockerd >/var/log/indextts-dockerd.log 2>&1 &'
+    fi
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || {
+        log "the Docker daemon did not answer within 60 s; see /var/log/indextts-dockerd.log"
+        exit 1
+    }
+fi
+log "ready: $(docker version --format 'docker {{.Server.Version}}'), $(debootstrap --version)"
