@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Hugging Face cache layout, as model_cache_sync and the preflight need it.
+
+A hub cache holds one directory per repo, ``models--org--name`` (also ``datasets--``
+and ``spaces--``), with ``blobs/`` (files named by their hash: sha256 for LFS files,
+git's sha1 for small ones), ``snapshots/<commit>/<path>`` (relative symlinks to
+blobs) and ``refs/<branch>`` (a commit hash). Readers follow ref -> snapshot -> blob.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import posixpath
+import re
+
+REPO_TYPES = ("models", "datasets", "spaces")
+REPO_DIR_RE = re.compile(r"^(models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9_.-]*(--[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+_REPO_ID_RE = re.compile(r"^(?:(?P<type>models|datasets|spaces)/)?(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?)$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+
+# Sub-directories of a repo dir in the order a writer must make them visible:
+# content first, then the snapshot links to it, then the refs naming snapshots.
+# ".no_exist" records files known to be absent upstream; it is metadata like refs.
+METADATA_DIRS = ("snapshots", "refs", ".no_exist")
+
+
+def repo_dir_name(entry):
+    """``org/name``, ``name``, ``datasets/org/name`` or ``models--org--name`` -> the
+    cache directory name; None when the entry is neither form."""
+    entry = entry.strip().strip("/")
+    if REPO_DIR_RE.match(entry):
+        return entry
+    m = _REPO_ID_RE.match(entry)
+    if not m:
+        return None
+    return "%s--%s" % (m.group("type") or "models", m.group("id").replace("/", "--"))
+
+
+def is_repo_dir(name):
+    return bool(REPO_DIR_RE.match(name))
+
+
+def split_repo_path(path):
+    """Split a path relative to a cache root at its repo directory.
+
+    ``hf_cache/models--a--b/snapshots/c1/x/y.bin`` ->
+    (``hf_cache/models--a--b``, ``snapshots``, ``c1/x/y.bin``); None outside a repo.
+    """
+    parts = path.strip("/").split("/")
+    for i, part in enumerate(parts):
+        if is_repo_dir(part):
+            sub = parts[i + 1] if len(parts) > i + 1 else ""
+            return "/".join(parts[:i + 1]), sub, "/".join(parts[i + 2:])
+    return None
+
+
+def snapshot_file(path):
+    """(repo, commit, file path inside the snapshot) for a snapshot entry, else None."""
+    split = split_repo_path(path)
+    if not split or split[1] != "snapshots" or "/" not in split[2]:
+        return None
+    commit, rel = split[2].split("/", 1)
+    return split[0], commit, rel
+
+
+def link_target_path(link_path, target):
+    """Where a relative symlink at ``link_path`` points, relative to the same root;
+    None for absolute targets or targets leaving the root."""
+    if target.startswith("/"):
+        return None
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path.rstrip("/")), target))
+    if resolved.startswith("../") or resolved == "..":
+        return None
+    return resolved
+
+
+def blob_hash_kind(name):
+    """``sha256`` (LFS file), ``git-sha1`` (small file stored by git) or None."""
+    if _SHA256_RE.match(name):
+        return "sha256"
+    if _SHA1_RE.match(name):
+        return "git-sha1"
+    return None
+
+
+def blob_digest(path, kind, chunk=4 * 1024 * 1024):
+    """The digest of a blob file as its name would state it."""
+    if kind == "sha256":
+        digest = hashlib.sha256()
+    else:
+        digest = hashlib.sha1()
+        digest.update(b"blob %d\0" % os.path.getsize(path))
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(chunk)
+            if not data:
+                break
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def index_snapshots(root):
+    """Files of the local snapshots whose blobs are present.
+
+    Returns ``{repo: {file path in snapshot: blob path relative to root}}``, the map
+    revision-aware delta looks up an older blob of the same file in. Read-only.
+    """
+    index = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            rel_dir = ""
+        split = split_repo_path(rel_dir) if rel_dir else None
+        if split and split[1] == "blobs":
+            dirnames[:] = []
+            continue
+        if not (split and split[1] == "snapshots"):
+            continue
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = posixpath.join(rel_dir, name)
+            full = os.path.join(root, rel)
+            if not os.path.islink(full):
+                continue
+            snap = snapshot_file(rel)
+            blob = link_target_path(rel, os.readlink(full))
+            if snap and blob and os.path.isfile(os.path.join(root, blob)):
+                index.setdefault(snap[0], {})[snap[2]] = blob
+    return index
+
+
+def visibility_filters(stage):
+    """Filter rules for one stage of an ordered transfer.
+
+    ``content``: everything but the metadata dirs of repos (blobs, plain files).
+    ``snapshots``: everything but refs and .no_exist. ``all``: no exclusion.
+    """
+    if stage == "all":
+        return []
+    hidden = METADATA_DIRS if stage == "content" else METADATA_DIRS[1:]
+    return ["- %s--*/%s/" % (kind, sub) for sub in hidden for kind in REPO_TYPES]
+
+
+def models_filters(repo_dirs):
+    """Filter rules keeping only the named repo directories (at any depth) and every
+    file that is not part of a repo (checkpoints, configs)."""
+    rules = ["+ %s/" % name for name in repo_dirs]
+    rules += ["- %s--*/" % kind for kind in REPO_TYPES]
+    return rules

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rsync helpers for indextts.deploy: argv builders and pure parsers of rsync's output.
+
+Nothing here runs a process; modules pass the argv to ``AnsibleModule.run_command``
+and hand the output back to the parsers, which are unit-tested on captured output
+of real rsync runs (tests/unit/plugins/module_utils/fixtures/).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import shlex
+
+# "%i %n%L": an 11-character change summary, a space, the name, and " -> target"
+# for symlinks. Lines that do not match (rsync's own messages) are not changes.
+_ITEM_RE = re.compile(r"^(?P<item>[<>ch.][fdLDS][.+?cstpoguax ]{9}) (?P<path>.+)$")
+_DELETING_RE = re.compile(r"^\*deleting +(?P<path>.+)$")
+
+_STAT_KEYS = {
+    "Number of regular files transferred": "files_transferred",
+    "Number of created files": "files_created",
+    "Number of deleted files": "files_deleted",
+    "Total file size": "total_size",
+    "Total transferred file size": "transferred_size",
+    "Literal data": "literal_bytes",
+    "Matched data": "matched_bytes",
+    "Total bytes sent": "bytes_sent",
+    "Total bytes received": "bytes_received",
+}
+_STAT_RE = re.compile(r"^(?P<key>[A-Za-z ]+): (?P<num>[\d,]+)")
+
+# Exit codes after which another attempt can succeed (network, timeouts, a
+# source that changed under us). Others (syntax, permissions, missing files)
+# fail the same way every time.
+TRANSIENT_EXIT_CODES = frozenset((5, 10, 11, 12, 14, 20, 21, 22, 23, 24, 30, 35, 255))
+
+# Messages of ssh and rsync that make a retry pointless, with what to do about them.
+_PERMANENT_ERRORS = (
+    (re.compile(r"Host key verification failed"),
+     "the SSH host key of src_host {host} is not trusted: add it to known_hosts "
+     "({known_hosts}), or set host_key_checking=false explicitly"),
+    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED"),
+     "the SSH host key of src_host {host} changed since it was pinned in known_hosts "
+     "({known_hosts})"),
+    (re.compile(r"Permission denied \(|Too many authentication failures"),
+     "src_host {host} refused the SSH login of {login}: authorise this host's key "
+     "(ssh_key) there"),
+    (re.compile(r"Could not resolve hostname"),
+     "src_host {host} does not resolve"),
+    (re.compile(r'(link_stat|change_dir) "[^"]*" failed: No such file or directory'),
+     "src {src} does not exist on {where}"),
+    (re.compile(r'(link_stat|change_dir|opendir) "[^"]*" failed: Permission denied'),
+     "src {src} is not readable on {where}"),
+)
+
+
+def ssh_command(port=None, key=None, known_hosts=None, host_key_checking=True, connect_timeout=20):
+    """The remote-shell command rsync uses (its -e option), as one string.
+
+    rsync splits it on spaces and honours quotes, so each piece is quoted.
+    BatchMode keeps ssh from ever prompting: a missing key fails instead of hanging.
+    """
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+    if port:
+        argv += ["-p", str(port)]
+    if key:
+        argv += ["-i", key, "-o", "IdentitiesOnly=yes"]
+    if host_key_checking:
+        argv += ["-o", "StrictHostKeyChecking=yes"]
+        if known_hosts:
+            argv += ["-o", "UserKnownHostsFile=%s" % known_hosts]
+    else:
+        argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "LogLevel=ERROR"]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def source_spec(src, host=None, user=None):
+    """rsync's source argument; the trailing slash copies the directory's contents."""
+    path = src.rstrip("/") + "/"
+    if not host:
+        return path
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host  # IPv6 literal
+    return "%s%s:%s" % ((user + "@") if user else "", host, path)
+
+
+def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
+               delay_updates=False, remote_shell=None, timeout=None, compress=False, bwlimit=None,
+               chown=None, whole_file=None, preserve_owner=True):
+    """argv of one rsync run that itemizes every change and prints its statistics.
+
+    ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
+    Without ``dest`` the run only lists the source (``--list-only``).
+    """
+    argv = [rsync, "--recursive", "--links", "--perms", "--times", "--devices", "--specials"]
+    if dest is None:
+        argv.append("--list-only")
+    else:
+        argv += ["--out-format=%i %n%L", "--stats", "--no-human-readable"]
+    if preserve_owner:
+        argv += ["--owner", "--group"]
+    if chown:
+        argv.append("--chown=%s" % chown)
+    if dry_run:
+        argv.append("--dry-run")
+    if delete:
+        argv += ["--delete-delay"]
+    if partial_dir:
+        argv.append("--partial-dir=%s" % partial_dir)
+    if delay_updates:
+        argv.append("--delay-updates")
+    if whole_file is False:
+        argv.append("--no-whole-file")
+    if remote_shell:
+        argv.append("--rsh=%s" % remote_shell)
+    if timeout:
+        argv.append("--timeout=%d" % timeout)
+    if compress:
+        argv.append("--compress")
+    if bwlimit:
+        argv.append("--bwlimit=%s" % bwlimit)
+    for rule in filters or ():
+        argv.append("--filter=%s" % rule)
+    argv.append(source)
+    if dest is not None:
+        argv.append(dest.rstrip("/") + "/")
+    return argv
+
+
+def parse_itemized(text):
+    """Changes listed by ``--out-format='%i %n%L'``, in rsync's order.
+
+    Returns a list of dicts: ``item`` (the 11-character summary, or ``*deleting``),
+    ``path`` (relative to the transfer root, directories end in ``/``), ``type``
+    (``file``, ``dir``, ``symlink``, ``device``, ``special``, ``deleted``) and, for
+    symlinks, ``target``.
+    """
+    changes = []
+    for line in text.splitlines():
+        m = _DELETING_RE.match(line)
+        if m:
+            changes.append({"item": "*deleting", "path": m.group("path"), "type": "deleted"})
+            continue
+        m = _ITEM_RE.match(line)
+        if not m:
+            continue
+        item, path = m.group("item"), m.group("path")
+        kind = {"f": "file", "d": "dir", "L": "symlink", "D": "device", "S": "special"}[item[1]]
+        entry = {"item": item, "path": path, "type": kind}
+        if kind == "symlink" and " -> " in path:
+            entry["path"], entry["target"] = path.split(" -> ", 1)
+        if kind == "dir" and path == "./":
+            # The transfer root's own attributes: only a change when it was created.
+            if not item.startswith("cd+"):
+                continue
+        changes.append(entry)
+    return changes
+
+
+def parse_stats(text):
+    """Numbers of ``--stats`` as ints (commas allowed), keyed by the names in _STAT_KEYS."""
+    stats = {}
+    for line in text.splitlines():
+        m = _STAT_RE.match(line.strip())
+        if m and m.group("key") in _STAT_KEYS:
+            stats[_STAT_KEYS[m.group("key")]] = int(m.group("num").replace(",", ""))
+    return stats
+
+
+def explain_failure(rc, stderr, context):
+    """(transient, message) for a failed rsync run.
+
+    ``context`` supplies the names the message uses: src, host, login, where,
+    known_hosts. Permanent errors name the input to fix; transient ones are retried.
+    """
+    for pattern, advice in _PERMANENT_ERRORS:
+        if pattern.search(stderr):
+            return False, advice.format(**context)
+    if rc == 255 and ("Connection refused" in stderr or "Connection timed out" in stderr
+                      or "No route to host" in stderr or "Network is unreachable" in stderr):
+        return True, "src_host {host} is unreachable over SSH".format(**context)
+    return rc in TRANSIENT_EXIT_CODES, "rsync exited with code %d" % rc
+
+
+def last_lines(text, count=8):
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-count:])

@@ -1,0 +1,552 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: model_cache_sync
+short_description: Pull a model cache (IndexTTS2 checkpoints, Hugging Face hub cache) with rsync
+version_added: 0.1.0
+description:
+  - Runs on the host that receives the cache and pulls it with rsync, from a directory
+    on this host or over SSH from the golden build host or any host that already has it.
+  - Makes changes visible in a safe order. Blobs and plain files land first, then the
+    snapshot links to them, then the refs naming snapshots, so a reader of the cache
+    never follows a ref or a snapshot to a missing or half-written blob. Partial files
+    stay in a partial directory, never under a final name, and a rerun resumes them.
+  - Seeds a new blob of a new revision from the blob the same file had in an older
+    local revision (a hard link in rsync's partial directory; the old blob is never
+    modified), so that rsync's delta algorithm sends only the changed blocks.
+  - Verifies the blobs it wrote against their names (sha256 for LFS files, git's sha1
+    for small files).
+  - Retries transient failures (network, timeouts) with exponential back-off itself.
+  - A dry run first decides whether anything changes, so a rerun with nothing new
+    moves nothing beyond rsync's file list and reports no change.
+author:
+  - indextts.deploy maintainers
+attributes:
+  check_mode:
+    description: A dry run of rsync. C(changed) and RV(changed_files) are what a real run would report.
+    support: full
+  diff_mode:
+    description: The itemized list of changes (rsync C(--itemize-changes) format).
+    support: full
+options:
+  src:
+    type: str
+    description:
+      - The cache directory on the source host (or on this host when O(src_host) is omitted).
+      - An absolute path (on the source host: it is not expanded here). Its contents land in O(dest).
+      - When the source host restricts this host's key with C(rrsync DIR), paths are
+        relative to that DIR, so V(/) names the whole restricted cache.
+    required: true
+  dest:
+    description:
+      - Where the cache lives on this host. An absolute path; created when missing.
+    type: path
+    required: true
+  src_host:
+    description:
+      - SSH host name or address of the source. Omitted, O(src) is a local directory.
+    type: str
+  src_user:
+    description: SSH login on O(src_host).
+    type: str
+  ssh_port:
+    description: SSH port of O(src_host).
+    type: int
+    default: 22
+  ssh_key:
+    description: Private key for the SSH login (an absolute path on this host).
+    type: path
+  known_hosts:
+    description:
+      - known_hosts file holding the pinned key of O(src_host). Default is ssh's own
+        (C(~/.ssh/known_hosts) of the user running the module).
+    type: path
+  host_key_checking:
+    description:
+      - Verify the SSH host key of O(src_host). Turning it off is explicit and warned about.
+    type: bool
+    default: true
+  models:
+    description:
+      - Sync only these Hugging Face repos, as C(org/name) or C(models--org--name)
+        (also C(datasets/org/name)), plus every file that is not part of a repo
+        (checkpoints, configuration). Omitted, everything is synced.
+      - An entry that names no repo of the source fails the task before any transfer.
+    type: list
+    elements: str
+  delete:
+    description:
+      - Remove files under O(dest) that the source no longer has, after everything new
+        is in place. Nothing outside O(dest) is touched, and with O(models) the repos
+        not selected are left alone.
+    type: bool
+    default: false
+  verify:
+    description:
+      - Check blobs named by their hash against their content. V(new) checks the blobs
+        this run wrote, V(all) every blob under O(dest), V(none) nothing.
+    type: str
+    choices: [none, new, all]
+    default: new
+  revision_delta:
+    description:
+      - Seed each new blob of a new revision from the older local blob of the same file
+        path, so rsync sends only the changed blocks. Only with O(src_host), where
+        rsync's delta transfer applies.
+    type: bool
+    default: true
+  retries:
+    description: Further attempts of an rsync run after a transient failure.
+    type: int
+    default: 3
+  retry_delay:
+    description: Seconds before the first retry; each later retry waits twice as long.
+    type: float
+    default: 5
+  timeout:
+    description: rsync I/O timeout in seconds (no data moved for that long fails the attempt). V(0) disables it.
+    type: int
+    default: 300
+  compress:
+    description: Compress on the wire. Model weights do not compress; leave it off for them.
+    type: bool
+    default: false
+  bwlimit:
+    description: Bandwidth limit, in rsync's C(--bwlimit) syntax (for example V(100M)).
+    type: str
+  owner:
+    description: Owner of everything that lands in O(dest). Needs root (become).
+    type: str
+  group:
+    description: Group of everything that lands in O(dest).
+    type: str
+requirements:
+  - rsync 3.1 or later on this host and on the source host
+notes:
+  - The source host only needs to accept a read-only rsync login, for example an
+    C(authorized_keys) entry with C(command="rrsync -ro /srv/cache"). The role
+    M(indextts.deploy.model_cache) sets that up.
+seealso:
+  - module: ansible.posix.synchronize
+"""
+
+EXAMPLES = r"""
+- name: Pull the IndexTTS2 cache from the golden host
+  indextts.deploy.model_cache_sync:
+    src: /srv/indextts/cache
+    dest: /srv/indextts/cache
+    src_host: golden.example.com
+    src_user: cache-reader
+    ssh_key: /root/.ssh/indextts_cache
+    known_hosts: /etc/indextts/known_hosts
+    owner: indextts
+    group: indextts
+
+- name: Only two repos (and the checkpoints), removing what the source dropped
+  indextts.deploy.model_cache_sync:
+    src: /srv/indextts/cache
+    dest: /srv/indextts/cache
+    src_host: golden.example.com
+    models:
+      - facebook/w2v-bert-2.0
+      - models--amphion--MaskGCT
+    delete: true
+
+- name: Copy from a local mount, verifying every blob
+  indextts.deploy.model_cache_sync:
+    src: /mnt/usb/indextts-cache
+    dest: /srv/indextts/cache
+    verify: all
+"""
+
+RETURN = r"""
+changed_files:
+  description: Paths (relative to O(dest)) that changed, in rsync's order, at most 200.
+  returned: always
+  type: list
+  elements: str
+  sample: [hub/models--org--m/blobs/3f2a..., hub/models--org--m/snapshots/c1/model.safetensors]
+changed_files_count:
+  description: How many paths changed in all (RV(changed_files) is capped).
+  returned: always
+  type: int
+  sample: 2
+stats:
+  description: What rsync did, summed over the runs that moved data.
+  returned: always
+  type: dict
+  contains:
+    files_transferred:
+      description: Regular files sent.
+      type: int
+    bytes_transferred:
+      description: Bytes on the wire, both directions.
+      type: int
+    literal_bytes:
+      description: File data sent as is.
+      type: int
+    matched_bytes:
+      description: File data rebuilt from blocks the destination already had.
+      type: int
+    total_size:
+      description: Size of all files of the source (in the selection).
+      type: int
+    elapsed:
+      description: Seconds spent in rsync, the dry run included.
+      type: float
+  sample: {files_transferred: 3, bytes_transferred: 3459012, literal_bytes: 3355443,
+           matched_bytes: 63753421, total_size: 2147483648, elapsed: 4.21}
+seeded_blobs:
+  description: New blobs seeded from an older revision's blob before the transfer.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{blob: hub/models--org--m/blobs/9b1c..., basis: hub/models--org--m/blobs/3f2a...}]
+verified_blobs:
+  description: How many blobs were checked against their names.
+  returned: always
+  type: int
+  sample: 3
+attempts:
+  description: Attempts the most troubled rsync run needed (1 when nothing failed).
+  returned: always
+  type: int
+  sample: 1
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
+from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
+
+PARTIAL_DIR = ".indextts-partial"
+CHANGED_FILES_LIMIT = 200
+
+
+class ModelCacheSync(object):
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.src = self.params["src"]
+        self.dest = self.params["dest"].rstrip("/") or "/"
+        self.host = self.params["src_host"]
+        self.rsync = module.get_bin_path("rsync", required=True)
+        self.elapsed = 0.0
+        self.attempts = 1
+        self.is_root = os.geteuid() == 0
+
+    # -- inspect: reads only ---------------------------------------------------
+    def check_params(self):
+        p = self.params
+        for name in ("src", "dest", "ssh_key", "known_hosts"):
+            if p[name] and not os.path.isabs(p[name]):
+                self.module.fail_json(msg="%s must be an absolute path, got %r" % (name, p[name]))
+        if not self.host and os.path.realpath(self.src) == os.path.realpath(self.dest):
+            self.module.fail_json(msg="src and dest are the same local directory (%s); "
+                                      "set src_host to pull from another host" % self.dest)
+        if not self.host and not os.path.isdir(self.src):
+            self.module.fail_json(msg="src %s is not a directory on this host; "
+                                      "set src_host when it lives on another host" % self.src)
+        for name in ("ssh_key", "known_hosts"):
+            if p[name] and not os.path.isfile(p[name]):
+                self.module.fail_json(msg="%s %s does not exist on this host" % (name, p[name]))
+        if p["retries"] < 0:
+            self.module.fail_json(msg="retries must be 0 or more, got %d" % p["retries"])
+        if p["retry_delay"] < 0:
+            self.module.fail_json(msg="retry_delay must be 0 or more, got %s" % p["retry_delay"])
+        if p["timeout"] < 0:
+            self.module.fail_json(msg="timeout must be 0 (off) or more seconds, got %d" % p["timeout"])
+        if p["owner"] and not self.is_root:
+            self.module.fail_json(msg="owner=%s needs root on this host: run the task with become" % p["owner"])
+        if self.host and not p["host_key_checking"]:
+            self.module.warn("host_key_checking is off: the identity of src_host %s is not verified" % self.host)
+        bad = [m for m in p["models"] or [] if hf.repo_dir_name(m) is None]
+        if bad:
+            self.module.fail_json(msg="models entries %s are not repo ids; use org/name or "
+                                      "models--org--name" % ", ".join(repr(m) for m in bad))
+
+    def dest_state(self):
+        """'absent' or 'directory'; anything else fails."""
+        if os.path.isdir(self.dest):
+            return "directory"
+        if os.path.lexists(self.dest):
+            self.module.fail_json(msg="dest %s exists and is not a directory; remove it or "
+                                      "choose another dest" % self.dest)
+        return "absent"
+
+    def free_bytes(self):
+        """Free space for an unprivileged writer on the filesystem that will hold dest."""
+        path = self.dest
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize
+
+    def context(self):
+        login = "%s@%s" % (self.params["src_user"], self.host) if self.params["src_user"] else self.host
+        return {"src": self.src, "host": self.host, "login": login,
+                "where": self.host or "this host",
+                "known_hosts": self.params["known_hosts"] or "~/.ssh/known_hosts"}
+
+    def argv(self, stage="all", dry_run=False, filters=None, list_only=False):
+        """rsync's argv for one stage of the sync, its dry run, or a listing of src."""
+        p = self.params
+        remote_shell = None
+        if self.host:
+            remote_shell = _rsync.ssh_command(
+                port=p["ssh_port"], key=p["ssh_key"], known_hosts=p["known_hosts"],
+                host_key_checking=p["host_key_checking"],
+                connect_timeout=min(p["timeout"] or 20, 20))
+        chown = None
+        if p["owner"] or p["group"]:
+            chown = "%s:%s" % (p["owner"] or "", p["group"] or "")
+        rules = hf.visibility_filters(stage) + list(filters or [])
+        source = _rsync.source_spec(self.src, self.host, p["src_user"])
+        if list_only:
+            return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
+                                     timeout=p["timeout"])
+        return _rsync.build_argv(
+            self.rsync, source, self.dest,
+            dry_run=dry_run, delete=p["delete"] and stage == "all", filters=rules,
+            partial_dir=PARTIAL_DIR, delay_updates=not dry_run, remote_shell=remote_shell,
+            timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
+            preserve_owner=self.is_root)
+
+    def run_rsync(self, argv, what):
+        """Run rsync, retrying transient failures with back-off. Returns stdout."""
+        delay = self.params["retry_delay"]
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            rc, out, err = self.module.run_command(argv)
+            self.elapsed += time.monotonic() - started
+            self.attempts = max(self.attempts, attempt)
+            if rc == 0 or rc == 24:  # 24: a source file vanished while listed; the rest is in place
+                return out
+            transient, why = _rsync.explain_failure(rc, err, self.context())
+            if not transient or attempt > self.params["retries"]:
+                self.module.fail_json(
+                    msg="%s failed after %d attempt(s): %s" % (what, attempt, why),
+                    rc=rc, stderr=_rsync.last_lines(err), attempts=attempt)
+            self.module.warn("%s: attempt %d failed (%s), retrying in %.0f s"
+                             % (what, attempt, why, delay))
+            time.sleep(delay)
+            delay *= 2
+
+    def source_repos(self):
+        """Repo directory names the source holds (only directories are listed)."""
+        out = self.run_rsync(self.argv(list_only=True, filters=["- *--*/*/", "+ */", "- *"]),
+                             "listing the repos of src")
+        names = set()
+        for line in out.splitlines():
+            fields = line.split(None, 4)
+            if len(fields) == 5 and fields[0].startswith("d"):
+                names.add(fields[4].rstrip("/").rsplit("/", 1)[-1])
+        return set(n for n in names if hf.is_repo_dir(n))
+
+    def model_filters(self):
+        if not self.params["models"]:
+            return []
+        wanted = [hf.repo_dir_name(m) for m in self.params["models"]]
+        have = self.source_repos()
+        unknown = [m for m, d in zip(self.params["models"], wanted) if d not in have]
+        if unknown:
+            self.module.fail_json(msg="models entries %s are not in src %s on %s (it has: %s)"
+                                      % (", ".join(repr(m) for m in unknown), self.src,
+                                         self.host or "this host", ", ".join(sorted(have)) or "no repos"))
+        return hf.models_filters(sorted(set(wanted)))
+
+    def plan(self, filters):
+        """The dry run: what a real run changes, and rsync's statistics of it."""
+        out = self.run_rsync(self.argv(dry_run=True, filters=filters), "dry run of the sync")
+        return _rsync.parse_itemized(out), _rsync.parse_stats(out)
+
+    @staticmethod
+    def stages(changes):
+        """Ordered transfer stages for the planned changes (see hf.visibility_filters)."""
+        kinds = set()
+        for c in changes:
+            if c["type"] == "deleted":
+                continue
+            split = hf.split_repo_path(c["path"])
+            kinds.add(split[1] if split and split[1] in hf.METADATA_DIRS else "content")
+        stages = []
+        if "content" in kinds and kinds & set(hf.METADATA_DIRS):
+            stages.append("content")
+        if "snapshots" in kinds and kinds & set(hf.METADATA_DIRS[1:]):
+            stages.append("snapshots")
+        return stages + ["all"]
+
+    def seed_candidates(self, changes):
+        """(new blob, older local blob of the same file) pairs for revision-aware delta."""
+        local = None
+        pairs = []
+        for c in changes:
+            if c["type"] != "symlink" or "target" not in c:
+                continue
+            snap = hf.snapshot_file(c["path"])
+            blob = hf.link_target_path(c["path"], c["target"])
+            if not snap or not blob or os.path.lexists(os.path.join(self.dest, blob)):
+                continue
+            if local is None:
+                local = hf.index_snapshots(self.dest)
+            basis = local.get(snap[0], {}).get(snap[2])
+            if basis and basis != blob:
+                pairs.append({"blob": blob, "basis": basis})
+        return pairs
+
+    # -- apply -------------------------------------------------------------------
+    def seed(self, pairs):
+        """Hard-link each basis into rsync's partial dir under the new blob's name.
+
+        rsync takes a file there as the basis of the transfer and writes the result to
+        a new file, so the old blob is never modified and the final name never holds
+        the old content.
+        """
+        seeded = []
+        for pair in pairs:
+            partial = os.path.join(self.dest, os.path.dirname(pair["blob"]), PARTIAL_DIR)
+            target = os.path.join(partial, os.path.basename(pair["blob"]))
+            if os.path.lexists(target):
+                continue  # a partial file of an interrupted run is a better basis
+            try:
+                if not os.path.isdir(partial):
+                    os.mkdir(partial, 0o700)
+                os.link(os.path.join(self.dest, pair["basis"]), target)
+            except OSError as e:
+                self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], e))
+                continue
+            seeded.append(pair)
+        return seeded
+
+    def transfer(self, stages, filters):
+        totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
+                                "matched_bytes", "total_size"), 0)
+        changes = []
+        parent = os.path.dirname(self.dest)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        for stage in stages:
+            out = self.run_rsync(self.argv(stage=stage, filters=filters), "sync (%s stage)" % stage)
+            seen = set(c["path"] for c in changes)
+            changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
+            stats = _rsync.parse_stats(out)
+            totals["files_transferred"] += stats.get("files_transferred", 0)
+            totals["bytes_transferred"] += stats.get("bytes_sent", 0) + stats.get("bytes_received", 0)
+            totals["literal_bytes"] += stats.get("literal_bytes", 0)
+            totals["matched_bytes"] += stats.get("matched_bytes", 0)
+            totals["total_size"] = stats.get("total_size", 0)
+        return changes, totals
+
+    def blobs_to_verify(self, changes):
+        if self.params["verify"] == "none":
+            return []
+        if self.params["verify"] == "new":
+            paths = [c["path"] for c in changes if c["type"] == "file"]
+        else:
+            paths = []
+            for dirpath, dirnames, filenames in os.walk(self.dest):
+                dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
+                rel = os.path.relpath(dirpath, self.dest)
+                paths += [os.path.join(rel, f) for f in filenames]
+        blobs = []
+        for path in paths:
+            split = hf.split_repo_path(path)
+            kind = hf.blob_hash_kind(os.path.basename(path))
+            if split and split[1] == "blobs" and "/" not in split[2] and kind:
+                blobs.append((os.path.normpath(path), kind))
+        return blobs
+
+    def verify(self, blobs):
+        bad = []
+        for path, kind in blobs:
+            full = os.path.join(self.dest, path)
+            if not os.path.isfile(full):
+                continue  # a blob the source deleted again (delete=false keeps what exists)
+            if hf.blob_digest(full, kind) != os.path.basename(path):
+                bad.append(path)
+        if bad:
+            self.module.fail_json(
+                msg="%d blob(s) under dest %s do not match their %s names: %s. The source "
+                    "holds corrupt blobs or they were changed during the transfer; nothing was "
+                    "deleted. Repair the source and rerun." % (
+                        len(bad), self.dest, "hash", ", ".join(bad[:10])),
+                corrupt_blobs=bad)
+        return len(blobs)
+
+    def run(self):
+        self.check_params()
+        self.dest_state()
+        filters = self.model_filters()
+        changes, plan_stats = self.plan(filters)
+        result = {"changed": bool(changes), "seeded_blobs": [], "verified_blobs": 0}
+        stats = {"files_transferred": plan_stats.get("files_transferred", 0),
+                 "bytes_transferred": 0, "literal_bytes": 0, "matched_bytes": 0,
+                 "total_size": plan_stats.get("total_size", 0)}
+
+        if changes and not self.module.check_mode:
+            needed = plan_stats.get("transferred_size", 0)
+            free = self.free_bytes()
+            if needed > free:
+                self.module.fail_json(
+                    msg="dest %s has %d bytes free on its filesystem but the sync needs %d "
+                        "(source total %d): free space there or choose another dest"
+                        % (self.dest, free, needed, plan_stats.get("total_size", 0)))
+            if self.host and self.params["revision_delta"]:
+                result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
+            changes, stats = self.transfer(self.stages(changes), filters)
+            result["verified_blobs"] = self.verify(self.blobs_to_verify(changes))
+            result["changed"] = bool(changes)
+
+        stats["elapsed"] = round(self.elapsed, 3)
+        paths = [c["path"] for c in changes]
+        result.update(stats=stats, changed_files=paths[:CHANGED_FILES_LIMIT],
+                      changed_files_count=len(paths), attempts=self.attempts)
+        if self.module._diff:
+            result["diff"] = {"before_header": self.dest, "after_header": self.dest,
+                              "prepared": "".join("%s %s\n" % (c["item"], c["path"]) for c in changes)}
+        return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="str", required=True),
+            dest=dict(type="path", required=True),
+            src_host=dict(type="str"),
+            src_user=dict(type="str"),
+            ssh_port=dict(type="int", default=22),
+            ssh_key=dict(type="path"),
+            known_hosts=dict(type="path"),
+            host_key_checking=dict(type="bool", default=True),
+            models=dict(type="list", elements="str"),
+            delete=dict(type="bool", default=False),
+            verify=dict(type="str", choices=["none", "new", "all"], default="new"),
+            revision_delta=dict(type="bool", default=True),
+            retries=dict(type="int", default=3),
+            retry_delay=dict(type="float", default=5),
+            timeout=dict(type="int", default=300),
+            compress=dict(type="bool", default=False),
+            bwlimit=dict(type="str"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}
+    module.exit_json(**ModelCacheSync(module).run())
+
+
+if __name__ == "__main__":
+    main()
