@@ -105,13 +105,29 @@ def blob_digest(path, kind, chunk=4 * 1024 * 1024):
     return digest.hexdigest()
 
 
+def current_commits(root, repo):
+    """Commits the local refs of a repo name (refs/main and any other branch)."""
+    commits = set()
+    refs = os.path.join(root, repo, "refs")
+    for dirpath, _dirnames, filenames in os.walk(refs):
+        for name in filenames:
+            try:
+                with open(os.path.join(dirpath, name)) as f:
+                    commits.add(f.read().strip())
+            except (IOError, OSError):
+                pass
+    return commits
+
+
 def index_snapshots(root):
     """Files of the local snapshots whose blobs are present.
 
     Returns ``{repo: {file path in snapshot: blob path relative to root}}``, the map
-    revision-aware delta looks up an older blob of the same file in. Read-only.
+    revision-aware delta looks up an older blob of the same file in. Where several
+    local snapshots have the file, the one a local ref names wins (the revision in
+    use is the likeliest ancestor of the next one). Read-only.
     """
-    index = {}
+    found = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
@@ -130,7 +146,13 @@ def index_snapshots(root):
             snap = snapshot_file(rel)
             blob = link_target_path(rel, os.readlink(full))
             if snap and blob and os.path.isfile(os.path.join(root, blob)):
-                index.setdefault(snap[0], {})[snap[2]] = blob
+                found.setdefault(snap[0], []).append((snap[1], snap[2], blob))
+    index = {}
+    for repo, entries in found.items():
+        current = current_commits(root, repo)
+        files = index[repo] = {}
+        for commit, rel, blob in sorted(entries, key=lambda e: e[0] in current):
+            files[rel] = blob
     return index
 
 

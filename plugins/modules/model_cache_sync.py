@@ -244,6 +244,7 @@ class ModelCacheSync(object):
         self.elapsed = 0.0
         self.attempts = 1
         self.is_root = os.geteuid() == 0
+        self.basis_times = {}
 
     # -- inspect: reads only ---------------------------------------------------
     def check_params(self):
@@ -314,7 +315,7 @@ class ModelCacheSync(object):
         source = _rsync.source_spec(self.src, self.host, p["src_user"])
         if list_only:
             return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
-                                     timeout=p["timeout"])
+                                     timeout=p["timeout"], preserve_owner=False)
         return _rsync.build_argv(
             self.rsync, source, self.dest,
             dry_run=dry_run, delete=p["delete"] and stage == "all", filters=rules,
@@ -411,24 +412,37 @@ class ModelCacheSync(object):
         """Hard-link each basis into rsync's partial dir under the new blob's name.
 
         rsync takes a file there as the basis of the transfer and writes the result to
-        a new file, so the old blob is never modified and the final name never holds
-        the old content.
+        a new file, so the old blob's content is never modified and the final name never
+        holds the old content. rsync does set the times of the partial file it consumed,
+        which is the old blob's inode: restore_basis_times() puts them back.
         """
         seeded = []
+        self.basis_times = {}
         for pair in pairs:
             partial = os.path.join(self.dest, os.path.dirname(pair["blob"]), PARTIAL_DIR)
             target = os.path.join(partial, os.path.basename(pair["blob"]))
+            basis = os.path.join(self.dest, pair["basis"])
             if os.path.lexists(target):
                 continue  # a partial file of an interrupted run is a better basis
             try:
                 if not os.path.isdir(partial):
                     os.mkdir(partial, 0o700)
-                os.link(os.path.join(self.dest, pair["basis"]), target)
+                st = os.stat(basis)
+                os.link(basis, target)
             except OSError as e:
                 self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], e))
                 continue
+            self.basis_times[basis] = (st.st_atime_ns, st.st_mtime_ns)
             seeded.append(pair)
         return seeded
+
+    def restore_basis_times(self):
+        for basis, times in self.basis_times.items():
+            try:
+                if os.stat(basis).st_mtime_ns != times[1]:
+                    os.utime(basis, ns=times)
+            except OSError:
+                pass  # removed by delete=true: nothing to restore
 
     def transfer(self, stages, filters):
         totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
@@ -439,6 +453,7 @@ class ModelCacheSync(object):
             os.makedirs(parent, 0o755)
         for stage in stages:
             out = self.run_rsync(self.argv(stage=stage, filters=filters), "sync (%s stage)" % stage)
+            self.restore_basis_times()
             seen = set(c["path"] for c in changes)
             changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
             stats = _rsync.parse_stats(out)
