@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run `ansible-test sanity` on a copy of the collection laid out as ansible-test
 # requires (ansible_collections/<namespace>/<name>). The copy holds the files git
 # tracks plus new ones it does not ignore, so the result matches a clean clone.

@@ -102,7 +102,10 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
     if dest is None:
         argv.append("--list-only")
     else:
-        argv += ["--out-format=%i %n%L", "--stats", "--no-human-readable"]
+        # Compare mtimes to the nanosecond: a Hugging Face ref rewritten within the
+        # second of the last sync has the same size (40 hex digits), and rsync's
+        # default whole-second check would keep the stale ref.
+        argv += ["--modify-window=-1", "--out-format=%i %n%L", "--stats", "--no-human-readable"]
     if preserve_owner:
         argv += ["--owner", "--group"]
     if chown:

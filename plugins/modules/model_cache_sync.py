@@ -28,7 +28,7 @@ description:
   - A dry run first decides whether anything changes, so a rerun with nothing new
     moves nothing beyond rsync's file list and reports no change.
 author:
-  - indextts.deploy maintainers
+  - indextts.deploy maintainers (@indextts)
 attributes:
   check_mode:
     description: A dry run of rsync. C(changed) and RV(changed_files) are what a real run would report.
@@ -41,7 +41,7 @@ options:
     type: str
     description:
       - The cache directory on the source host (or on this host when O(src_host) is omitted).
-      - An absolute path (on the source host: it is not expanded here). Its contents land in O(dest).
+      - An absolute path on the source host, not expanded here. Its contents land in O(dest).
       - When the source host restricts this host's key with C(rrsync DIR), paths are
         relative to that DIR, so V(/) names the whole restricted cache.
     required: true

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Prepare this machine to run the lab: a Docker engine and debootstrap.
 # Used by `make demo`, `make test` and .ci/run. Idempotent and quick when all
 # is in place. Installs from Debian only; nothing else is downloaded.

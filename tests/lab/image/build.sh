@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the lab host image locally: debootstrap Debian 12 + docker import.
 # No registry is reachable, so nothing is pulled. The tag is a hash of the
 # recipe (this directory), so the image is rebuilt only when the recipe changes.

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Runs inside the debootstrapped root (chroot) to make it a lab host:
 # systemd as PID 1 in an unprivileged container, sshd with per-host keys,
 # an "ansible" user with passwordless sudo.

@@ -69,8 +69,27 @@ class CommandMock:
         return step.get("rc", 0), fixture_text(step.get("out")), fixture_text(step.get("err"))
 
 
+def run_real(main, params, check_mode=False, diff=False):
+    """Run main() with params and the real commands; return (result, failed)."""
+    args = dict(params, _ansible_check_mode=check_mode, _ansible_diff=diff)
+
+    def exit_json(module, **kwargs):
+        raise ModuleExit(json.loads(json.dumps(kwargs, default=str)), False)
+
+    def fail_json(module, msg, **kwargs):
+        raise ModuleExit(dict(kwargs, msg=msg, failed=True), True)
+
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
+            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json):
+        with pytest.raises(ModuleExit) as exc:
+            main()
+    return exc.value.result, exc.value.failed
+
+
 def run_module(main, params, commands=(), check_mode=False, diff=False, bin_dir="/usr/bin", euid=0):
-    """Run main() with params as user ``euid``; return (result, failed, CommandMock)."""
+    """Run main() with params as user ``euid``, commands mocked as listed;
+    return (result, failed, CommandMock)."""
     args = dict(params, _ansible_check_mode=check_mode, _ansible_diff=diff)
     commands = CommandMock(commands)
 

@@ -1,0 +1,113 @@
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Hugging Face cache helpers, on caches written by tests/fixtures/make_hf_cache.py
+(the real layout), and their rsync filters checked with real rsync."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+MAKE_CACHE = os.path.join(ROOT, "tests", "fixtures", "make_hf_cache.py")
+W2V = "hf_cache/models--facebook--w2v-bert-2.0"
+
+
+def make_cache(path, *args):
+    out = subprocess.run([sys.executable, MAKE_CACHE, str(path)] + list(args),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    make_cache(root, "--weights-mb", "4", "--small-files", "20")
+    return root
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("facebook/w2v-bert-2.0", "models--facebook--w2v-bert-2.0"),
+    ("models--amphion--MaskGCT", "models--amphion--MaskGCT"),
+    ("gpt2", "models--gpt2"),
+    ("datasets/org/data", "datasets--org--data"),
+    (" funasr/campplus/ ", "models--funasr--campplus"),
+    ("org/name/extra", None),
+    ("../etc", None),
+    ("", None),
+])
+def test_repo_dir_name(entry, expected):
+    assert hf.repo_dir_name(entry) == expected
+
+
+def test_split_repo_path_and_snapshot_file():
+    path = W2V + "/snapshots/c1/sub/model.bin"
+    assert hf.split_repo_path(path) == (W2V, "snapshots", "c1/sub/model.bin")
+    assert hf.snapshot_file(path) == (W2V, "c1", "sub/model.bin")
+    assert hf.split_repo_path("checkpoints/gpt.pth") is None
+    assert hf.snapshot_file(W2V + "/blobs/abc") is None
+
+
+def test_link_target_path_stays_inside_the_root():
+    assert hf.link_target_path(W2V + "/snapshots/c1/sub/m.bin", "../../../blobs/ab") == W2V + "/blobs/ab"
+    assert hf.link_target_path("a/b", "/etc/passwd") is None
+    assert hf.link_target_path("a/b", "../../x") is None
+
+
+def test_blob_digest_matches_the_names_the_hub_gives(cache):
+    blobs = os.path.join(cache, W2V, "blobs")
+    kinds = set()
+    for name in os.listdir(blobs):
+        kind = hf.blob_hash_kind(name)
+        kinds.add(kind)
+        assert hf.blob_digest(os.path.join(blobs, name), kind) == name
+    assert kinds == {"sha256", "git-sha1"}
+
+
+def test_index_snapshots_prefers_the_revision_a_ref_names(tmp_path):
+    make_cache(tmp_path, "--weights-mb", "2", "--small-files", "0")
+    first = open(os.path.join(tmp_path, W2V, "refs", "main")).read()
+    rev = make_cache(tmp_path, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    index = hf.index_snapshots(str(tmp_path))
+    current = os.path.realpath(os.path.join(tmp_path, W2V, "snapshots", rev["commit"], rev["file"]))
+    assert os.path.join(str(tmp_path), index[W2V][rev["file"]]) == current
+    # With the ref back on the first revision, that revision's blob is the basis.
+    with open(os.path.join(tmp_path, W2V, "refs", "main"), "w") as f:
+        f.write(first)
+    old = os.path.realpath(os.path.join(tmp_path, W2V, "snapshots", first, rev["file"]))
+    assert os.path.join(str(tmp_path), hf.index_snapshots(str(tmp_path))[W2V][rev["file"]]) == old
+
+
+def rsync_with(filters, src, dest):
+    argv = ["rsync", "-a"] + ["--filter=%s" % r for r in filters] + [str(src) + "/", str(dest) + "/"]
+    subprocess.run(argv, check=True)
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for name in dirnames + filenames:
+            found.add(os.path.relpath(os.path.join(dirpath, name), dest))
+    return found
+
+
+def test_content_stage_holds_back_snapshots_and_refs(cache, tmp_path):
+    found = rsync_with(hf.visibility_filters("content"), cache, tmp_path)
+    assert any(p.startswith(W2V + "/blobs/") for p in found)
+    assert "checkpoints/gpt.pth" in found
+    assert not any("/snapshots" in p or "/refs" in p for p in found)
+
+
+def test_snapshots_stage_holds_back_refs_only(cache, tmp_path):
+    found = rsync_with(hf.visibility_filters("snapshots"), cache, tmp_path)
+    assert any("/snapshots/" in p for p in found)
+    assert not any("/refs" in p for p in found)
+    assert hf.visibility_filters("all") == []
+
+
+def test_models_filters_keep_named_repos_and_plain_files(cache, tmp_path):
+    found = rsync_with(hf.models_filters(["models--funasr--campplus"]), cache, tmp_path)
+    repos = {p.split("/")[1] for p in found if p.startswith("hf_cache/") and "/" in p}
+    assert repos == {"models--funasr--campplus"}
+    assert "checkpoints/config.yaml" in found

@@ -1,0 +1,118 @@
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parsers and argv builders of _rsync, on output captured from real rsync 3.2.7 runs."""
+
+import os
+import shlex
+import subprocess
+
+import pytest
+
+from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "rsync")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return f.read()
+
+
+def test_parse_itemized_full_sync_lists_every_entry_once_with_types():
+    changes = _rsync.parse_itemized(fixture("full.txt"))
+    assert len(changes) == 51  # "Number of created files: 51" in the same output
+    kinds = {c["type"] for c in changes}
+    assert kinds == {"dir", "file", "symlink"}
+    links = [c for c in changes if c["type"] == "symlink"]
+    assert len(links) == 9  # "link: 9"
+    assert all(c["target"].startswith("../") and "blobs/" in c["target"] for c in links)
+    assert all(" -> " not in c["path"] for c in changes)
+    assert changes[0] == {"item": "cd+++++++++", "path": "./", "type": "dir"}
+
+
+def test_parse_itemized_ignores_rsync_messages_and_statistics():
+    text = fixture("dry-run-full.txt")
+    assert text.startswith("created directory")
+    paths = [c["path"] for c in _rsync.parse_itemized(text)]
+    assert "directory /tmp/cap/dst" not in " ".join(paths)
+    assert not any(p.startswith(("Number", "Total", "sent ")) for p in paths)
+
+
+def test_parse_itemized_noop_is_empty():
+    assert _rsync.parse_itemized(fixture("noop.txt")) == []
+
+
+def test_parse_itemized_reports_deletions_and_attribute_changes():
+    changes = _rsync.parse_itemized(fixture("delete.txt"))
+    assert changes == [
+        {"item": ".d..t......", "path": "checkpoints/", "type": "dir"},
+        {"item": "*deleting", "path": "checkpoints/extra.bin", "type": "deleted"},
+    ]
+
+
+def test_parse_itemized_root_attributes_alone_are_no_change():
+    assert _rsync.parse_itemized(".d..t...... ./\n") == []
+
+
+def test_parse_stats_reads_numbers_with_and_without_commas():
+    stats = _rsync.parse_stats(fixture("full.txt"))
+    assert stats["files_transferred"] == 18
+    assert stats["total_size"] == 67110055
+    assert stats["literal_bytes"] == stats["transferred_size"]  # a first sync sends it all
+    assert stats["matched_bytes"] == 0
+    assert stats["bytes_received"] > stats["literal_bytes"]
+    assert _rsync.parse_stats("Total file size: 1,234,567 bytes\n") == {"total_size": 1234567}
+
+
+@pytest.mark.parametrize("name, transient, words", [
+    ("err-hostkey.txt", False, "not trusted"),
+    ("err-denied.txt", False, "refused the SSH login of reader@203.0.113.7"),
+    ("err-nosrc.txt", False, "src /srv/cache does not exist on 203.0.113.7"),
+    ("err-refused.txt", True, "unreachable over SSH"),
+])
+def test_explain_failure_on_captured_errors(name, transient, words):
+    rc = 23 if name == "err-nosrc.txt" else 255
+    context = {"src": "/srv/cache", "host": "203.0.113.7", "login": "reader@203.0.113.7",
+               "where": "203.0.113.7", "known_hosts": "/etc/kh"}
+    got_transient, message = _rsync.explain_failure(rc, fixture(name), context)
+    assert got_transient is transient
+    assert words in message
+
+
+def test_explain_failure_unknown_errors_use_exit_code():
+    ctx = {"src": "/s", "host": "h", "login": "h", "where": "h", "known_hosts": "k"}
+    assert _rsync.explain_failure(30, "timeout in data send/receive", ctx) == (True, "rsync exited with code 30")
+    assert _rsync.explain_failure(1, "syntax or usage error", ctx) == (False, "rsync exited with code 1")
+
+
+def test_ssh_command_quotes_paths_and_pins_host_keys():
+    cmd = _rsync.ssh_command(port=2222, key="/etc/my keys/id", known_hosts="/etc/kh")
+    argv = shlex.split(cmd)
+    assert argv[argv.index("-i") + 1] == "/etc/my keys/id"
+    assert "StrictHostKeyChecking=yes" in argv and "UserKnownHostsFile=/etc/kh" in argv
+    assert "BatchMode=yes" in argv
+    off = shlex.split(_rsync.ssh_command(host_key_checking=False))
+    assert "StrictHostKeyChecking=no" in off and "UserKnownHostsFile=/dev/null" in off
+
+
+def test_ssh_command_is_split_by_rsync_as_shlex_does(tmp_path):
+    """rsync itself splits --rsh; a quoted key path with a space must reach ssh whole."""
+    fake_ssh = tmp_path / "show-args"
+    fake_ssh.write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done >&2\nexit 255\n")
+    fake_ssh.chmod(0o755)
+    cmd = _rsync.ssh_command(key="/etc/my keys/id").replace("ssh", str(fake_ssh), 1)
+    proc = subprocess.run(["rsync", "--rsh=" + cmd, "host:/x/", str(tmp_path / "d") + "/"],
+                          capture_output=True, text=True)
+    assert "[/etc/my keys/id]" in proc.stderr
+
+
+def test_source_spec():
+    assert _rsync.source_spec("/srv/cache") == "/srv/cache/"
+    assert _rsync.source_spec("/srv/cache/", "golden", "reader") == "reader@golden:/srv/cache/"
+    assert _rsync.source_spec("/", "fd00::5") == "[fd00::5]:/"
+
+
+def test_build_argv_list_only_has_no_destination():
+    argv = _rsync.build_argv("rsync", "h:/s/", filters=["- x/"], preserve_owner=False)
+    assert "--list-only" in argv and argv[-1] == "h:/s/" and "--filter=- x/" in argv
+    assert "--stats" not in argv and "--owner" not in argv

@@ -1,0 +1,187 @@
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""model_cache_sync with real rsync on a local source, checked with the real
+huggingface_hub client. Transfers over SSH (revision delta, fan-out, interrupted
+transfers) are covered by the molecule scenarios on the lab hosts."""
+
+import json
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+from ansible.module_utils import basic
+from huggingface_hub import scan_cache_dir, snapshot_download
+
+from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+
+from harness import run_real
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+MAKE_CACHE = os.path.join(ROOT, "tests", "fixtures", "make_hf_cache.py")
+W2V = "hf_cache/models--facebook--w2v-bert-2.0"
+REPO_IDS = ["facebook/w2v-bert-2.0", "amphion/MaskGCT", "funasr/campplus",
+            "nvidia/bigvgan_v2_22khz_80band_256x", "indextts/small-files"]
+
+
+def make_cache(path, *args):
+    out = subprocess.run([sys.executable, MAKE_CACHE, str(path)] + list(args),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def tree(root):
+    """Every path under root with what it is: file size and mtime, or link target."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            state[rel] = os.readlink(path) if os.path.islink(path) else (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def sync(src, dest, check_mode=False, **params):
+    return run_real(model_cache_sync.main, dict(params, src=str(src), dest=str(dest)), check_mode=check_mode)
+
+
+def assert_hub_reads_offline(hub):
+    """What IndexTTS2 does at start: resolve every repo with no network."""
+    info = scan_cache_dir(hub)
+    assert info.warnings == []
+    assert sorted(r.repo_id for r in info.repos) == sorted(REPO_IDS)
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
+        for repo in REPO_IDS:
+            path = snapshot_download(repo, cache_dir=hub, local_files_only=True)
+            assert os.listdir(path)
+
+
+@pytest.fixture
+def src(tmp_path):
+    make_cache(tmp_path / "src", "--weights-mb", "4", "--small-files", "30")
+    return tmp_path / "src"
+
+
+def test_full_sync_then_noop(src, tmp_path):
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest)
+    assert not failed, result
+    assert result["changed"] is True
+    assert result["stats"]["files_transferred"] == sum(
+        1 for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p)))
+    assert result["verified_blobs"] > 0
+    assert {p: v for p, v in tree(dest).items() if isinstance(v, str)} == \
+        {p: v for p, v in tree(src).items() if isinstance(v, str)}  # relative links, as is
+    assert not os.path.islink(os.path.join(dest, W2V, "blobs"))
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+    again, failed = sync(src, dest)
+    assert not failed
+    assert again["changed"] is False
+    assert again["changed_files"] == [] and again["stats"]["files_transferred"] == 0
+
+
+def test_check_mode_changes_nothing_and_reports_what_would(src, tmp_path):
+    dest = tmp_path / "dest"
+    sync(src, dest)
+    rev = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    before = tree(dest)
+    result, failed = sync(src, dest, check_mode=True)
+    assert not failed and result["changed"] is True
+    assert W2V + "/refs/main" in result["changed_files"]
+    assert "%s/snapshots/%s/%s" % (W2V, rev["commit"], rev["file"]) in result["changed_files"]
+    assert tree(dest) == before
+
+
+def test_blobs_then_snapshots_then_refs(src, tmp_path):
+    """A reader never sees a ref or snapshot pointing at a blob that is not there yet."""
+    dest = tmp_path / "dest"
+    sync(src, dest)
+    rev = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    new_blob = os.path.basename(os.path.realpath(os.path.join(src, W2V, "snapshots", rev["commit"], rev["file"])))
+    seen = []
+    real_run = basic.AnsibleModule.run_command
+
+    def observe(module, args, **kwargs):
+        out = real_run(module, args, **kwargs)
+        if "--dry-run" not in args:
+            with open(os.path.join(dest, W2V, "refs", "main")) as f:
+                ref = f.read().strip()
+            seen.append((os.path.exists(os.path.join(dest, W2V, "blobs", new_blob)),
+                         os.path.isdir(os.path.join(dest, W2V, "snapshots", rev["commit"])),
+                         ref == rev["commit"]))
+        return out
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
+        result, failed = sync(src, dest)
+    assert not failed, result
+    assert seen == [(True, False, False), (True, True, False), (True, True, True)]
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_delete_off_keeps_extra_files_and_on_removes_them_inside_dest_only(src, tmp_path):
+    dest = tmp_path / "dest"
+    sync(src, dest)
+    (dest / "checkpoints" / "local-notes.txt").write_text("mine\n")
+    (tmp_path / "beside-dest.txt").write_text("not in dest\n")
+    result, _ = sync(src, dest)
+    # Only the directory's mtime is put back to the source's; the extra file stays.
+    assert result["changed_files"] == ["checkpoints/"]
+    assert (dest / "checkpoints" / "local-notes.txt").exists()
+    assert sync(src, dest)[0]["changed"] is False
+    result, _ = sync(src, dest, delete=True)
+    assert result["changed"] is True and "checkpoints/local-notes.txt" in result["changed_files"]
+    assert not (dest / "checkpoints" / "local-notes.txt").exists()
+    assert (tmp_path / "beside-dest.txt").exists()
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_models_subset_syncs_named_repos_and_plain_files(src, tmp_path):
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest, models=["funasr/campplus", "models--amphion--MaskGCT"])
+    assert not failed, result
+    assert sorted(os.listdir(dest / "hf_cache")) == ["models--amphion--MaskGCT", "models--funasr--campplus"]
+    assert (dest / "checkpoints" / "gpt.pth").exists()
+    # delete=true with a subset leaves the repos it was not asked about alone.
+    sync(src, dest)
+    result, _ = sync(src, dest, models=["funasr/campplus"], delete=True)
+    assert result["changed"] is False
+    assert len(os.listdir(dest / "hf_cache")) == len(REPO_IDS)
+
+
+def test_unknown_model_is_refused_before_any_transfer(src, tmp_path):
+    result, failed = sync(src, tmp_path / "dest", models=["acme/nope"])
+    assert failed
+    assert "models entries 'acme/nope' are not in src" in result["msg"]
+    assert not (tmp_path / "dest").exists()
+
+
+def test_corrupt_source_blob_is_caught_and_nothing_is_deleted(src, tmp_path):
+    blobs = src / W2V / "blobs"
+    victim = next(p for p in blobs.iterdir() if len(p.name) == 64)
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result, failed = sync(src, tmp_path / "dest")
+    assert failed
+    assert "do not match their hash names" in result["msg"]
+    assert result["corrupt_blobs"] == [W2V + "/blobs/" + victim.name]
+    assert (tmp_path / "dest" / W2V / "blobs" / victim.name).exists()
+
+
+def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        result, failed = sync(src, small / "cache")
+        assert failed
+        assert "bytes free on its filesystem but the sync needs" in result["msg"]
+        assert "free space there or choose another dest" in result["msg"]
+        assert not (small / "cache").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
