@@ -126,12 +126,12 @@ def test_delete_off_keeps_extra_files_and_on_removes_them_inside_dest_only(src, 
     sync(src, dest)
     (dest / "checkpoints" / "local-notes.txt").write_text("mine\n")
     (tmp_path / "beside-dest.txt").write_text("not in dest\n")
-    result, _ = sync(src, dest)
+    result = sync(src, dest)[0]
     # Only the directory's mtime is put back to the source's; the extra file stays.
     assert result["changed_files"] == ["checkpoints/"]
     assert (dest / "checkpoints" / "local-notes.txt").exists()
     assert sync(src, dest)[0]["changed"] is False
-    result, _ = sync(src, dest, delete=True)
+    result = sync(src, dest, delete=True)[0]
     assert result["changed"] is True and "checkpoints/local-notes.txt" in result["changed_files"]
     assert not (dest / "checkpoints" / "local-notes.txt").exists()
     assert (tmp_path / "beside-dest.txt").exists()
@@ -146,7 +146,7 @@ def test_models_subset_syncs_named_repos_and_plain_files(src, tmp_path):
     assert (dest / "checkpoints" / "gpt.pth").exists()
     # delete=true with a subset leaves the repos it was not asked about alone.
     sync(src, dest)
-    result, _ = sync(src, dest, models=["funasr/campplus"], delete=True)
+    result = sync(src, dest, models=["funasr/campplus"], delete=True)[0]
     assert result["changed"] is False
     assert len(os.listdir(dest / "hf_cache")) == len(REPO_IDS)
 
@@ -175,7 +175,7 @@ def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
+                      capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         result, failed = sync(src, small / "cache")
