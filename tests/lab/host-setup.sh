@@ -13,6 +13,7 @@ command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
+command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 
