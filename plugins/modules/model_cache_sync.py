@@ -20,8 +20,9 @@ description:
     never follows a ref or a snapshot to a missing or half-written blob. Partial files
     stay in a partial directory, never under a final name, and a rerun resumes them.
   - Seeds a new blob of a new revision from the blob the same file had in an older
-    local revision (a hard link in rsync's partial directory; the old blob is never
-    modified), so that rsync's delta algorithm sends only the changed blocks.
+    local revision (a hard link under the new name, which rsync replaces by a new
+    file; the old blob is never modified), so that rsync's delta algorithm sends only
+    the changed blocks. Seeded blobs are always verified.
   - Verifies the blobs it wrote against their names (sha256 for LFS files, git's sha1
     for small files).
   - Retries transient failures (network, timeouts) with exponential back-off itself.
@@ -92,7 +93,8 @@ options:
   verify:
     description:
       - Check blobs named by their hash against their content. V(new) checks the blobs
-        this run wrote, V(all) every blob under O(dest), V(none) nothing.
+        this run wrote, V(all) every blob under O(dest), V(none) none but those seeded
+        by O(revision_delta).
     type: str
     choices: [none, new, all]
     default: new
@@ -244,7 +246,7 @@ class ModelCacheSync(object):
         self.elapsed = 0.0
         self.attempts = 1
         self.is_root = os.geteuid() == 0
-        self.basis_times = {}
+        self.seeds = {}  # seeded path -> inode of its basis
 
     # -- inspect: reads only ---------------------------------------------------
     def check_params(self):
@@ -409,40 +411,43 @@ class ModelCacheSync(object):
 
     # -- apply -------------------------------------------------------------------
     def seed(self, pairs):
-        """Hard-link each basis into rsync's partial dir under the new blob's name.
+        """Hard-link each basis under the new blob's final name, so rsync takes it as
+        the basis of the transfer.
 
-        rsync takes a file there as the basis of the transfer and writes the result to
-        a new file, so the old blob's content is never modified and the final name never
-        holds the old content. rsync does set the times of the partial file it consumed,
-        which is the old blob's inode: restore_basis_times() puts them back.
+        rsync writes the new content to a temporary file and renames it over the link,
+        so the old blob is never modified. Not in rsync's partial dir: rsync updates a
+        partial-dir basis in place, which would rewrite the old blob through the link.
+        Until the transfer replaces it, the link holds the old content under the new
+        name; no snapshot points at that name before the content stage is done, and
+        check_seeds() makes sure every seed was replaced.
         """
         seeded = []
-        self.basis_times = {}
         for pair in pairs:
-            partial = os.path.join(self.dest, os.path.dirname(pair["blob"]), PARTIAL_DIR)
-            target = os.path.join(partial, os.path.basename(pair["blob"]))
+            target = os.path.join(self.dest, pair["blob"])
             basis = os.path.join(self.dest, pair["basis"])
             if os.path.lexists(target):
-                continue  # a partial file of an interrupted run is a better basis
+                continue
             try:
-                if not os.path.isdir(partial):
-                    os.mkdir(partial, 0o700)
-                st = os.stat(basis)
                 os.link(basis, target)
             except OSError as e:
                 self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], e))
                 continue
-            self.basis_times[basis] = (st.st_atime_ns, st.st_mtime_ns)
+            self.seeds[target] = os.stat(basis).st_ino
             seeded.append(pair)
         return seeded
 
-    def restore_basis_times(self):
-        for basis, times in self.basis_times.items():
-            try:
-                if os.stat(basis).st_mtime_ns != times[1]:
-                    os.utime(basis, ns=times)
-            except OSError:
-                pass  # removed by delete=true: nothing to restore
+    def check_seeds(self):
+        """Remove (and fail on) any seed the transfer did not replace: its name would
+        promise content it does not hold."""
+        stale = [path for path, ino in self.seeds.items()
+                 if os.path.lexists(path) and os.lstat(path).st_ino == ino]
+        for path in stale:
+            os.unlink(path)
+        if stale:
+            self.module.fail_json(
+                msg="rsync did not replace %d seeded blob(s) under dest %s (%s); they were "
+                    "removed again. Rerun the task, or set revision_delta=false."
+                    % (len(stale), self.dest, ", ".join(os.path.relpath(p, self.dest) for p in stale)))
 
     def transfer(self, stages, filters):
         totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
@@ -453,7 +458,6 @@ class ModelCacheSync(object):
             os.makedirs(parent, 0o755)
         for stage in stages:
             out = self.run_rsync(self.argv(stage=stage, filters=filters), "sync (%s stage)" % stage)
-            self.restore_basis_times()
             seen = set(c["path"] for c in changes)
             changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
             stats = _rsync.parse_stats(out)
@@ -465,10 +469,13 @@ class ModelCacheSync(object):
         return changes, totals
 
     def blobs_to_verify(self, changes):
+        """Blobs to check against their names: those this run wrote (new), every one
+        (all), and in any case those seeded from an older revision."""
+        seeded = [os.path.relpath(p, self.dest) for p in self.seeds]
         if self.params["verify"] == "none":
-            return []
-        if self.params["verify"] == "new":
-            paths = [c["path"] for c in changes if c["type"] == "file"]
+            paths = seeded
+        elif self.params["verify"] == "new":
+            paths = [c["path"] for c in changes if c["type"] == "file"] + seeded
         else:
             paths = []
             for dirpath, dirnames, filenames in os.walk(self.dest):
@@ -476,11 +483,11 @@ class ModelCacheSync(object):
                 rel = os.path.relpath(dirpath, self.dest)
                 paths += [os.path.join(rel, f) for f in filenames]
         blobs = []
-        for path in paths:
+        for path in sorted(set(os.path.normpath(p) for p in paths)):
             split = hf.split_repo_path(path)
             kind = hf.blob_hash_kind(os.path.basename(path))
             if split and split[1] == "blobs" and "/" not in split[2] and kind:
-                blobs.append((os.path.normpath(path), kind))
+                blobs.append((path, kind))
         return blobs
 
     def verify(self, blobs):
@@ -521,6 +528,7 @@ class ModelCacheSync(object):
             if self.host and self.params["revision_delta"]:
                 result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
             changes, stats = self.transfer(self.stages(changes), filters)
+            self.check_seeds()
             result["verified_blobs"] = self.verify(self.blobs_to_verify(changes))
             result["changed"] = bool(changes)
 
