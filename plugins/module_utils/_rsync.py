@@ -92,13 +92,18 @@ def source_spec(src, host=None, user=None):
 
 def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
                delay_updates=False, remote_shell=None, timeout=None, compress=False, bwlimit=None,
-               chown=None, whole_file=None, preserve_owner=True):
+               chown=None, whole_file=None, preserve_owner=True, files_from=False):
     """argv of one rsync run that itemizes every change and prints its statistics.
 
     ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
-    Without ``dest`` the run only lists the source (``--list-only``).
+    Without ``dest`` the run only lists the source (``--list-only``). With
+    ``files_from`` it transfers only the NUL-separated paths given on its standard
+    input (directories without recursion), instead of walking the whole tree.
     """
-    argv = [rsync, "--recursive", "--links", "--perms", "--times", "--devices", "--specials"]
+    argv = [rsync, "--dirs" if files_from else "--recursive",
+            "--links", "--perms", "--times", "--devices", "--specials"]
+    if files_from:
+        argv += ["--files-from=-", "--from0"]
     if dest is None:
         argv.append("--list-only")
     else:

@@ -199,7 +199,7 @@ stats:
       description: File data rebuilt from blocks the destination already had.
       type: int
     total_size:
-      description: Size of all files of the source (in the selection).
+      description: Size of all files of the source (in the selection), as the dry run counted it.
       type: int
     elapsed:
       description: Seconds spent in rsync, the dry run included.
@@ -301,7 +301,7 @@ class ModelCacheSync(object):
                 "where": self.host or "this host",
                 "known_hosts": self.params["known_hosts"] or "~/.ssh/known_hosts"}
 
-    def argv(self, stage="all", dry_run=False, filters=None, list_only=False):
+    def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False):
         """rsync's argv for one stage of the sync, its dry run, or a listing of src."""
         p = self.params
         remote_shell = None
@@ -320,19 +320,22 @@ class ModelCacheSync(object):
                                      timeout=p["timeout"], preserve_owner=False)
         return _rsync.build_argv(
             self.rsync, source, self.dest,
-            dry_run=dry_run, delete=p["delete"] and stage == "all", filters=rules,
+            dry_run=dry_run, delete=p["delete"] and stage == "all" and not files_from, filters=rules,
             partial_dir=PARTIAL_DIR, delay_updates=not dry_run, remote_shell=remote_shell,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
-            preserve_owner=self.is_root)
+            preserve_owner=self.is_root, files_from=files_from)
 
-    def run_rsync(self, argv, what):
-        """Run rsync, retrying transient failures with back-off. Returns stdout."""
+    def run_rsync(self, argv, what, paths=None):
+        """Run rsync, retrying transient failures with back-off. Returns stdout.
+
+        ``paths`` go to rsync's standard input (for --files-from=- --from0)."""
         delay = self.params["retry_delay"]
+        data = None if paths is None else "".join(p + "\0" for p in paths)
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
-            rc, out, err = self.module.run_command(argv)
+            rc, out, err = self.module.run_command(argv, data=data, binary_data=True)
             self.elapsed += time.monotonic() - started
             self.attempts = max(self.attempts, attempt)
             if rc == 0 or rc == 24:  # 24: a source file vanished while listed; the rest is in place
@@ -376,20 +379,33 @@ class ModelCacheSync(object):
         return _rsync.parse_itemized(out), _rsync.parse_stats(out)
 
     @staticmethod
-    def stages(changes):
-        """Ordered transfer stages for the planned changes (see hf.visibility_filters)."""
-        kinds = set()
+    def stage_of(change):
+        """The visibility stage a planned change belongs to (see hf.visibility_filters)."""
+        split = hf.split_repo_path(change["path"])
+        if split and split[1] == "snapshots":
+            return "snapshots"
+        if split and split[1] in hf.METADATA_DIRS:
+            return "refs"
+        return "content"
+
+    def stages(self, changes):
+        """Ordered transfer stages for the planned changes: (name, paths or None).
+
+        Each stage sends only its planned paths (--files-from), so the tree is walked
+        once, by the dry run. Content comes first, then snapshots, then refs. When
+        files are to be deleted, the last stage walks the tree again with --delete.
+        """
+        paths = {"content": [], "snapshots": [], "refs": []}
+        deleting = False
         for c in changes:
             if c["type"] == "deleted":
-                continue
-            split = hf.split_repo_path(c["path"])
-            kinds.add(split[1] if split and split[1] in hf.METADATA_DIRS else "content")
-        stages = []
-        if "content" in kinds and kinds & set(hf.METADATA_DIRS):
-            stages.append("content")
-        if "snapshots" in kinds and kinds & set(hf.METADATA_DIRS[1:]):
-            stages.append("snapshots")
-        return stages + ["all"]
+                deleting = True
+            else:
+                paths[self.stage_of(c)].append(c["path"].rstrip("/") or ".")
+        stages = [(name, paths[name]) for name in ("content", "snapshots", "refs") if paths[name]]
+        if deleting:
+            stages.append(("all", None))
+        return stages
 
     def seed_candidates(self, changes):
         """(new blob, older local blob of the same file) pairs for revision-aware delta."""
@@ -451,13 +467,17 @@ class ModelCacheSync(object):
 
     def transfer(self, stages, filters):
         totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
-                                "matched_bytes", "total_size"), 0)
+                                "matched_bytes"), 0)
         changes = []
         parent = os.path.dirname(self.dest)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o755)
-        for stage in stages:
-            out = self.run_rsync(self.argv(stage=stage, filters=filters), "sync (%s stage)" % stage)
+        for stage, paths in stages:
+            if paths is None:  # the whole tree, deleting what the source no longer has
+                argv = self.argv(stage="all", filters=filters)
+            else:
+                argv = self.argv(stage="all", files_from=True)
+            out = self.run_rsync(argv, "sync (%s stage)" % stage, paths=paths)
             seen = set(c["path"] for c in changes)
             changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
             stats = _rsync.parse_stats(out)
@@ -465,7 +485,6 @@ class ModelCacheSync(object):
             totals["bytes_transferred"] += stats.get("bytes_sent", 0) + stats.get("bytes_received", 0)
             totals["literal_bytes"] += stats.get("literal_bytes", 0)
             totals["matched_bytes"] += stats.get("matched_bytes", 0)
-            totals["total_size"] = stats.get("total_size", 0)
         return changes, totals
 
     def blobs_to_verify(self, changes):
@@ -513,8 +532,9 @@ class ModelCacheSync(object):
         filters = self.model_filters()
         changes, plan_stats = self.plan(filters)
         result = {"changed": bool(changes), "seeded_blobs": [], "verified_blobs": 0}
+        plan_bytes = plan_stats.get("bytes_sent", 0) + plan_stats.get("bytes_received", 0)
         stats = {"files_transferred": plan_stats.get("files_transferred", 0),
-                 "bytes_transferred": 0, "literal_bytes": 0, "matched_bytes": 0,
+                 "bytes_transferred": plan_bytes, "literal_bytes": 0, "matched_bytes": 0,
                  "total_size": plan_stats.get("total_size", 0)}
 
         if changes and not self.module.check_mode:
@@ -527,7 +547,9 @@ class ModelCacheSync(object):
                         % (self.dest, free, needed, plan_stats.get("total_size", 0)))
             if self.host and self.params["revision_delta"]:
                 result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
-            changes, stats = self.transfer(self.stages(changes), filters)
+            changes, moved = self.transfer(self.stages(changes), filters)
+            stats.update(moved, bytes_transferred=plan_bytes + moved["bytes_transferred"],
+                         total_size=stats["total_size"])
             self.check_seeds()
             result["verified_blobs"] = self.verify(self.blobs_to_verify(changes))
             result["changed"] = bool(changes)
