@@ -160,12 +160,17 @@ def visibility_filters(stage):
     """Filter rules for one stage of an ordered transfer.
 
     ``content``: everything but the metadata dirs of repos (blobs, plain files).
-    ``snapshots``: everything but refs and .no_exist. ``all``: no exclusion.
+    ``snapshots``: the snapshot links only. ``refs``: refs and .no_exist only.
+    ``all``: no exclusion.
     """
     if stage == "all":
         return []
-    hidden = METADATA_DIRS if stage == "content" else METADATA_DIRS[1:]
-    return ["- %s--*/%s/" % (kind, sub) for sub in hidden for kind in REPO_TYPES]
+    if stage == "content":
+        return ["- %s--*/%s/" % (kind, sub) for sub in METADATA_DIRS for kind in REPO_TYPES]
+    keep = ("snapshots",) if stage == "snapshots" else METADATA_DIRS[1:]
+    rules = ["+ %s--*/%s/***" % (kind, sub) for sub in keep for kind in REPO_TYPES]
+    rules += ["+ %s--*/" % kind for kind in REPO_TYPES]
+    return rules + ["- %s--*/*" % kind for kind in REPO_TYPES] + ["+ */", "- *"]
 
 
 def models_filters(repo_dirs):

@@ -226,6 +226,7 @@ attempts:
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
@@ -233,6 +234,8 @@ from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
 
 PARTIAL_DIR = ".indextts-partial"
 CHANGED_FILES_LIMIT = 200
+FILES_FROM_LIMIT = 1000
+SEEDED_BLOCK_SIZE = 8192
 
 
 class ModelCacheSync(object):
@@ -301,7 +304,8 @@ class ModelCacheSync(object):
                 "where": self.host or "this host",
                 "known_hosts": self.params["known_hosts"] or "~/.ssh/known_hosts"}
 
-    def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False):
+    def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False,
+             block_size=None):
         """rsync's argv for one stage of the sync, its dry run, or a listing of src."""
         p = self.params
         remote_shell = None
@@ -313,7 +317,8 @@ class ModelCacheSync(object):
         chown = None
         if p["owner"] or p["group"]:
             chown = "%s:%s" % (p["owner"] or "", p["group"] or "")
-        rules = hf.visibility_filters(stage) + list(filters or [])
+        # Partial dirs (ours, or a source node's own) are never part of the cache.
+        rules = ["- %s/" % PARTIAL_DIR] + list(filters or []) + hf.visibility_filters(stage)
         source = _rsync.source_spec(self.src, self.host, p["src_user"])
         if list_only:
             return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
@@ -321,7 +326,9 @@ class ModelCacheSync(object):
         return _rsync.build_argv(
             self.rsync, source, self.dest,
             dry_run=dry_run, delete=p["delete"] and stage == "all" and not files_from, filters=rules,
-            partial_dir=PARTIAL_DIR, delay_updates=not dry_run, remote_shell=remote_shell,
+            # Not in the dry run: looking for a partial file of each file costs a stat
+            # per file, and a plan does not need them.
+            partial_dir=None if dry_run else PARTIAL_DIR, remote_shell=remote_shell, block_size=block_size,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
             preserve_owner=self.is_root, files_from=files_from)
 
@@ -389,11 +396,13 @@ class ModelCacheSync(object):
         return "content"
 
     def stages(self, changes):
-        """Ordered transfer stages for the planned changes: (name, paths or None).
+        """Ordered transfer stages for the planned changes: (stage, paths or None).
 
-        Each stage sends only its planned paths (--files-from), so the tree is walked
-        once, by the dry run. Content comes first, then snapshots, then refs. When
-        files are to be deleted, the last stage walks the tree again with --delete.
+        Content comes first, then snapshots, then refs. A stage with few planned
+        paths sends just those (--files-from); one with many walks the tree with that
+        stage's filters instead, which keeps rsync's incremental recursion (a list of
+        thousands of files without it is slower than the walk). When files are to be
+        deleted, a last stage walks the whole tree with --delete.
         """
         paths = {"content": [], "snapshots": [], "refs": []}
         deleting = False
@@ -402,7 +411,8 @@ class ModelCacheSync(object):
                 deleting = True
             else:
                 paths[self.stage_of(c)].append(c["path"].rstrip("/") or ".")
-        stages = [(name, paths[name]) for name in ("content", "snapshots", "refs") if paths[name]]
+        stages = [(name, paths[name] if len(paths[name]) <= FILES_FROM_LIMIT else None)
+                  for name in ("content", "snapshots", "refs") if paths[name]]
         if deleting:
             stages.append(("all", None))
         return stages
@@ -472,11 +482,14 @@ class ModelCacheSync(object):
         parent = os.path.dirname(self.dest)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o755)
+        # Seeded blobs differ from their basis in scattered blocks: smaller blocks than
+        # rsync's default (the square root of the file size) send less around each change.
+        block_size = SEEDED_BLOCK_SIZE if self.seeds else None
         for stage, paths in stages:
-            if paths is None:  # the whole tree, deleting what the source no longer has
-                argv = self.argv(stage="all", filters=filters)
+            if paths is None:
+                argv = self.argv(stage=stage, filters=filters, block_size=block_size)
             else:
-                argv = self.argv(stage="all", files_from=True)
+                argv = self.argv(files_from=True, block_size=block_size)
             out = self.run_rsync(argv, "sync (%s stage)" % stage, paths=paths)
             seen = set(c["path"] for c in changes)
             changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
@@ -510,13 +523,16 @@ class ModelCacheSync(object):
         return blobs
 
     def verify(self, blobs):
-        bad = []
-        for path, kind in blobs:
+        """Hash blobs against their names, on every CPU (hashlib releases the GIL)."""
+        def mismatch(blob):
+            path, kind = blob
             full = os.path.join(self.dest, path)
             if not os.path.isfile(full):
-                continue  # a blob the source deleted again (delete=false keeps what exists)
-            if hf.blob_digest(full, kind) != os.path.basename(path):
-                bad.append(path)
+                return None  # a blob the source deleted again (delete=false keeps what exists)
+            return path if hf.blob_digest(full, kind) != os.path.basename(path) else None
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            bad = [path for path in pool.map(mismatch, blobs) if path]
         if bad:
             self.module.fail_json(
                 msg="%d blob(s) under dest %s do not match their %s names: %s. The source "

@@ -99,11 +99,24 @@ def test_content_stage_holds_back_snapshots_and_refs(cache, tmp_path):
     assert not any("/snapshots" in p or "/refs" in p for p in found)
 
 
-def test_snapshots_stage_holds_back_refs_only(cache, tmp_path):
+def test_snapshots_stage_sends_snapshot_links_only(cache, tmp_path):
     found = rsync_with(hf.visibility_filters("snapshots"), cache, tmp_path)
     assert any("/snapshots/" in p for p in found)
-    assert not any("/refs" in p for p in found)
+    assert not any("/refs" in p or "/blobs/" in p or p.startswith("checkpoints/") for p in found)
     assert hf.visibility_filters("all") == []
+
+
+def test_refs_stage_sends_refs_only(cache, tmp_path):
+    found = rsync_with(hf.visibility_filters("refs"), cache, tmp_path)
+    assert W2V + "/refs/main" in found
+    assert not any("/snapshots/" in p or "/blobs/" in p or p.startswith("checkpoints/") for p in found)
+
+
+def test_stage_filters_after_models_filters_keep_the_subset(cache, tmp_path):
+    rules = hf.models_filters(["models--funasr--campplus"]) + hf.visibility_filters("snapshots")
+    found = rsync_with(rules, cache, tmp_path)
+    repos = {p.split("/")[1] for p in found if "/snapshots/" in p}
+    assert repos == {"models--funasr--campplus"}
 
 
 def test_models_filters_keep_named_repos_and_plain_files(cache, tmp_path):

@@ -185,3 +185,30 @@ def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
         assert not (small / "cache").exists()
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_large_first_sync_walks_each_stage_in_order(tmp_path):
+    """Over FILES_FROM_LIMIT planned paths, stages walk the tree with their filters."""
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "2", "--small-files", str(model_cache_sync.FILES_FROM_LIMIT + 100))
+    dest = tmp_path / "dest"
+    seen = []
+    real_run = basic.AnsibleModule.run_command
+
+    def observe(module, args, **kwargs):
+        out = real_run(module, args, **kwargs)
+        if "--dry-run" not in args:
+            found = tree(dest)
+            seen.append(("--recursive" in args,
+                         any("/blobs/" in p for p in found),
+                         any("/snapshots/" in p for p in found),
+                         any(p.endswith("/refs/main") for p in found)))
+        return out
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
+        result, failed = sync(src, dest)
+    assert not failed, result
+    # content and snapshots walk (over the limit); the few refs go by --files-from
+    assert seen == [(True, True, False, False), (True, True, True, False), (False, True, True, True)]
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    assert sync(src, dest)[0]["changed"] is False
