@@ -18,7 +18,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help demo test setup host venv collection image lab-up lab-down \
-        lint sanity unit molecule build clean
+        lint sanity unit molecule bench build clean
 
 help:
 	@echo "make demo   set up, start the local lab, run site.yml against it"
@@ -72,6 +72,11 @@ molecule:
 	    echo "=== molecule test -s $$scenario"; \
 	    molecule test -s $$scenario; \
 	done
+
+## Benchmarks (not part of test: they print ratios, they do not pass or fail) -----
+bench: setup lab-up
+	python bench/sync_bench.py
+	python bench/fanout_bench.py
 
 build:
 	ansible-galaxy collection build --force --output-path .cache/dist

@@ -187,6 +187,8 @@ def explain_failure(rc, stderr, context):
     ``context`` supplies the names the message uses: src, host, login, where,
     known_hosts. Permanent errors name the input to fix; transient ones are retried.
     """
+    if "Temporary failure in name resolution" in stderr:
+        return True, "src_host {host} did not resolve (a temporary DNS failure)".format(**context)
     for pattern, advice in _PERMANENT_ERRORS:
         if pattern.search(stderr):
             return False, advice.format(**context)

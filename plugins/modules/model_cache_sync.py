@@ -23,8 +23,8 @@ description:
     local revision (a hard link under the new name, which rsync replaces by a new
     file; the old blob is never modified), so that rsync's delta algorithm sends only
     the changed blocks. Seeded blobs are always verified.
-  - Verifies the blobs it wrote against their names (sha256 for LFS files, git's sha1
-    for small files).
+  - Verifies the LFS blobs (the weights) it wrote against their names, which are their
+    sha256.
   - Retries transient failures (network, timeouts) with exponential back-off itself.
   - A dry run first decides whether anything changes, so a rerun with nothing new
     moves nothing beyond rsync's file list and reports no change.
@@ -92,9 +92,9 @@ options:
     default: false
   verify:
     description:
-      - Check blobs named by their hash against their content. V(new) checks the blobs
-        this run wrote, V(all) every blob under O(dest), V(none) none but those seeded
-        by O(revision_delta).
+      - Check LFS blobs (named by their sha256) against their content. V(new) checks
+        the blobs this run wrote, V(all) every LFS blob under O(dest), V(none) none but
+        those seeded by O(revision_delta).
     type: str
     choices: [none, new, all]
     default: new
@@ -204,6 +204,10 @@ stats:
     elapsed:
       description: Seconds spent in rsync, the dry run included.
       type: float
+    runs:
+      description: Each rsync run (dry run, stages, retries) and its seconds.
+      type: list
+      elements: dict
   sample: {files_transferred: 3, bytes_transferred: 3459012, literal_bytes: 3355443,
            matched_bytes: 63753421, total_size: 2147483648, elapsed: 4.21}
 seeded_blobs:
@@ -235,7 +239,7 @@ from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
 PARTIAL_DIR = ".indextts-partial"
 CHANGED_FILES_LIMIT = 200
 FILES_FROM_LIMIT = 1000
-SEEDED_BLOCK_SIZE = 8192
+SEEDED_BLOCK_SIZE = 4096
 
 
 class ModelCacheSync(object):
@@ -250,6 +254,7 @@ class ModelCacheSync(object):
         self.attempts = 1
         self.is_root = os.geteuid() == 0
         self.seeds = {}  # seeded path -> inode of its basis
+        self.runs = []  # each rsync run and how long it took
 
     # -- inspect: reads only ---------------------------------------------------
     def check_params(self):
@@ -318,7 +323,9 @@ class ModelCacheSync(object):
         if p["owner"] or p["group"]:
             chown = "%s:%s" % (p["owner"] or "", p["group"] or "")
         # Partial dirs (ours, or a source node's own) are never part of the cache.
-        rules = ["- %s/" % PARTIAL_DIR] + list(filters or []) + hf.visibility_filters(stage)
+        rules = ["- %s/" % PARTIAL_DIR] + list(filters or [])
+        if not files_from:
+            rules += hf.visibility_filters(stage)
         source = _rsync.source_spec(self.src, self.host, p["src_user"])
         if list_only:
             return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
@@ -326,9 +333,11 @@ class ModelCacheSync(object):
         return _rsync.build_argv(
             self.rsync, source, self.dest,
             dry_run=dry_run, delete=p["delete"] and stage == "all" and not files_from, filters=rules,
-            # Not in the dry run: looking for a partial file of each file costs a stat
-            # per file, and a plan does not need them.
-            partial_dir=None if dry_run else PARTIAL_DIR, remote_shell=remote_shell, block_size=block_size,
+            # Only where file data moves: looking for a partial file costs a stat per
+            # file, and the dry run and the snapshot and ref stages (links, refs of a
+            # few bytes) have nothing to resume.
+            partial_dir=None if dry_run or stage in ("snapshots", "refs") else PARTIAL_DIR,
+            remote_shell=remote_shell, block_size=block_size,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
             preserve_owner=self.is_root, files_from=files_from)
 
@@ -344,6 +353,7 @@ class ModelCacheSync(object):
             started = time.monotonic()
             rc, out, err = self.module.run_command(argv, data=data, binary_data=True)
             self.elapsed += time.monotonic() - started
+            self.runs.append({"run": what, "seconds": round(time.monotonic() - started, 3)})
             self.attempts = max(self.attempts, attempt)
             if rc == 0 or rc == 24:  # 24: a source file vanished while listed; the rest is in place
                 return out
@@ -489,7 +499,7 @@ class ModelCacheSync(object):
             if paths is None:
                 argv = self.argv(stage=stage, filters=filters, block_size=block_size)
             else:
-                argv = self.argv(files_from=True, block_size=block_size)
+                argv = self.argv(stage=stage, files_from=True, block_size=block_size)
             out = self.run_rsync(argv, "sync (%s stage)" % stage, paths=paths)
             seen = set(c["path"] for c in changes)
             changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
@@ -518,7 +528,8 @@ class ModelCacheSync(object):
         for path in sorted(set(os.path.normpath(p) for p in paths)):
             split = hf.split_repo_path(path)
             kind = hf.blob_hash_kind(os.path.basename(path))
-            if split and split[1] == "blobs" and "/" not in split[2] and kind:
+            # LFS blobs (sha256 names): the weights. Small git blobs are not checked.
+            if split and split[1] == "blobs" and "/" not in split[2] and kind == "sha256":
                 blobs.append((path, kind))
         return blobs
 
@@ -571,6 +582,7 @@ class ModelCacheSync(object):
             result["changed"] = bool(changes)
 
         stats["elapsed"] = round(self.elapsed, 3)
+        stats["runs"] = self.runs
         paths = [c["path"] for c in changes]
         result.update(stats=stats, changed_files=paths[:CHANGED_FILES_LIMIT],
                       changed_files_count=len(paths), attempts=self.attempts)

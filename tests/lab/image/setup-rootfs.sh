@@ -50,3 +50,7 @@ chmod 0440 /etc/sudoers.d/ansible
 
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/* /var/log/*.log
+# The lists are gone: make them look old, so that apt's cache_valid_time in roles
+# refreshes them instead of trusting an empty cache as fresh.
+rm -f /var/lib/apt/periodic/update-success-stamp
+touch -d @0 /var/lib/apt/lists

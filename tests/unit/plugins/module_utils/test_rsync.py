@@ -79,6 +79,14 @@ def test_explain_failure_on_captured_errors(name, transient, words):
     assert words in message
 
 
+def test_explain_failure_dns():
+    ctx = {"src": "/s", "host": "golden", "login": "golden", "where": "golden", "known_hosts": "k"}
+    temporary = "ssh: Could not resolve hostname golden: Temporary failure in name resolution\n"
+    assert _rsync.explain_failure(255, temporary, ctx) == (True, "src_host golden did not resolve (a temporary DNS failure)")
+    unknown = "ssh: Could not resolve hostname golden: Name or service not known\n"
+    assert _rsync.explain_failure(255, unknown, ctx) == (False, "src_host golden does not resolve")
+
+
 def test_explain_failure_unknown_errors_use_exit_code():
     ctx = {"src": "/s", "host": "h", "login": "h", "where": "h", "known_hosts": "k"}
     assert _rsync.explain_failure(30, "timeout in data send/receive", ctx) == (True, "rsync exited with code 30")
