@@ -92,7 +92,7 @@ def source_spec(src, host=None, user=None):
 
 def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
                remote_shell=None, timeout=None, compress=False, bwlimit=None,
-               chown=None, whole_file=None, preserve_owner=True, files_from=False, block_size=None):
+               chown=None, preserve_owner=True, files_from=False, block_size=None):
     """argv of one rsync run that itemizes every change and prints its statistics.
 
     ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
@@ -123,8 +123,6 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
         argv.append("--partial-dir=%s" % partial_dir)
     if block_size:
         argv.append("--block-size=%d" % block_size)
-    if whole_file is False:
-        argv.append("--no-whole-file")
     if remote_shell:
         argv.append("--rsh=%s" % remote_shell)
     if timeout:
