@@ -56,7 +56,7 @@ lab-down:
 	ansible-playbook tests/lab/lab-down.yml
 
 ## What CI checks -------------------------------------------------------------
-test: setup lint sanity unit molecule
+test: setup lint build sanity unit molecule
 
 lint:
 	ansible-lint --profile production --strict
@@ -78,8 +78,21 @@ bench: setup lab-up
 	python bench/sync_bench.py
 	python bench/fanout_bench.py
 
+# The artifact installs, and its modules and roles document themselves from there.
+DOCUMENTED := python3 -c 'import json, sys; want = set(sys.argv[1:]); got = set(json.load(sys.stdin)); \
+	sys.exit("missing from the artifact: %s" % sorted(want - got) if want - got else 0)'
 build:
-	ansible-galaxy collection build --force --output-path .cache/dist
+	rm -rf .cache/dist .cache/installed
+	ansible-galaxy collection build --output-path .cache/dist
+	ansible-galaxy collection install --offline --no-deps --force -p .cache/installed \
+	    .cache/dist/indextts-deploy-*.tar.gz 2>&1 | grep -v 'is not part of the configured'
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t module \
+	    indextts.deploy.model_cache_sync indextts.deploy.cache_link \
+	    | $(DOCUMENTED) indextts.deploy.model_cache_sync indextts.deploy.cache_link
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t role \
+	    indextts.deploy.model_cache indextts.deploy.golden_cache \
+	    | $(DOCUMENTED) indextts.deploy.model_cache indextts.deploy.golden_cache
+	@echo "build: $$(ls .cache/dist) installs, and documents its modules and roles"
 
 clean: lab-down
-	rm -rf .cache/dist .cache/sanity .pytest_cache
+	rm -rf .cache/dist .cache/installed .cache/sanity .pytest_cache
