@@ -101,21 +101,23 @@ METHODS = (("raw rsync -a", run_raw), ("synchronize", run_synchronize), ("model_
 
 
 def measure(case, address, workdir, results, repeat=1, fresh=False):
-    """Each method ``repeat`` times, the median reported. ``fresh``: into an empty
-    directory each time. Before every run, dirty pages are flushed and golden's
-    cache is read, so that no method pays for another's writes or reads."""
+    """Each method ``repeat`` times, interleaved (raw, synchronize, module, raw, ...) so
+    that a drift of the machine hits all three alike; the median is reported. ``fresh``:
+    into an empty directory each time. Before every run, dirty pages are flushed and
+    golden's cache is read, so that no method pays for another's writes or reads."""
     print("\n== %s" % case + (" (median of %d runs)" % repeat if repeat > 1 else ""))
-    raw_time = raw_bytes = None
-    for name, run in METHODS:
-        dest = os.path.join(workdir, name.split()[0])
-        runs = []
-        for _run in range(repeat):
+    runs = {name: [] for name, _run in METHODS}
+    for _rep in range(repeat):
+        for name, run in METHODS:
+            dest = os.path.join(workdir, name.split()[0])
             if fresh and os.path.exists(dest):
                 shutil.rmtree(dest)
             os.sync()
             golden("find %s -type f -exec cat {} + > /dev/null" % SRC)
-            runs.append(run(address, dest))
-        wall, wire, own = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            runs[name].append(run(address, dest))
+    raw_time = raw_bytes = None
+    for name, _run in METHODS:
+        wall, wire, own = sorted(runs[name], key=lambda r: r[0])[len(runs[name]) // 2]
         if raw_time is None:
             raw_time, raw_bytes = wall, wire
         row = {"case": case, "method": name, "wall_s": round(wall, 2), "wire_bytes": wire,

@@ -24,7 +24,8 @@ description:
     file; the old blob is never modified), so that rsync's delta algorithm sends only
     the changed blocks. Seeded blobs are always verified.
   - Verifies the LFS blobs (the weights) it wrote against their names, which are their
-    sha256.
+    sha256, before any snapshot or ref is published: a corrupt blob fails the task while
+    nothing points at it yet.
   - Retries transient failures (network, timeouts) with exponential back-off itself.
   - A dry run first decides whether anything changes, so a rerun with nothing new
     moves nothing beyond rsync's file list and reports no change.
@@ -495,7 +496,11 @@ class ModelCacheSync(object):
         # Seeded blobs differ from their basis in scattered blocks: smaller blocks than
         # rsync's default (the square root of the file size) send less around each change.
         block_size = SEEDED_BLOCK_SIZE if self.seeds else None
+        verified = None
         for stage, paths in stages:
+            if stage != "content" and verified is None:
+                # Blobs are checked before any snapshot or ref can point at them.
+                verified = self.check_content(changes)
             if paths is None:
                 argv = self.argv(stage=stage, filters=filters, block_size=block_size)
             else:
@@ -508,7 +513,14 @@ class ModelCacheSync(object):
             totals["bytes_transferred"] += stats.get("bytes_sent", 0) + stats.get("bytes_received", 0)
             totals["literal_bytes"] += stats.get("literal_bytes", 0)
             totals["matched_bytes"] += stats.get("matched_bytes", 0)
-        return changes, totals
+        if verified is None:
+            verified = self.check_content(changes)
+        return changes, totals, verified
+
+    def check_content(self, changes):
+        """After the content stage: every seed replaced, the blobs to verify verified."""
+        self.check_seeds()
+        return self.verify(self.blobs_to_verify(changes))
 
     def blobs_to_verify(self, changes):
         """Blobs to check against their names: those this run wrote (new), every one
@@ -546,10 +558,10 @@ class ModelCacheSync(object):
             bad = [path for path in pool.map(mismatch, blobs) if path]
         if bad:
             self.module.fail_json(
-                msg="%d blob(s) under dest %s do not match their %s names: %s. The source "
-                    "holds corrupt blobs or they were changed during the transfer; nothing was "
-                    "deleted. Repair the source and rerun." % (
-                        len(bad), self.dest, "hash", ", ".join(bad[:10])),
+                msg="%d blob(s) under dest %s do not match their hash names: %s. The source "
+                    "holds corrupt blobs or they were changed during the transfer; no snapshot "
+                    "or ref was published for them and nothing was deleted. Repair the source "
+                    "and rerun." % (len(bad), self.dest, ", ".join(bad[:10])),
                 corrupt_blobs=bad)
         return len(blobs)
 
@@ -574,11 +586,9 @@ class ModelCacheSync(object):
                         % (self.dest, free, needed, plan_stats.get("total_size", 0)))
             if self.host and self.params["revision_delta"]:
                 result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
-            changes, moved = self.transfer(self.stages(changes), filters)
+            changes, moved, result["verified_blobs"] = self.transfer(self.stages(changes), filters)
             stats.update(moved, bytes_transferred=plan_bytes + moved["bytes_transferred"],
                          total_size=stats["total_size"])
-            self.check_seeds()
-            result["verified_blobs"] = self.verify(self.blobs_to_verify(changes))
             result["changed"] = bool(changes)
 
         stats["elapsed"] = round(self.elapsed, 3)

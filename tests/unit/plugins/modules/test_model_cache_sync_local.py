@@ -169,6 +169,9 @@ def test_corrupt_source_blob_is_caught_and_nothing_is_deleted(src, tmp_path):
     assert "do not match their hash names" in result["msg"]
     assert result["corrupt_blobs"] == [W2V + "/blobs/" + victim.name]
     assert (tmp_path / "dest" / W2V / "blobs" / victim.name).exists()
+    # Caught before publication: no snapshot or ref points at the corrupt blob.
+    assert not (tmp_path / "dest" / W2V / "snapshots").exists()
+    assert not (tmp_path / "dest" / W2V / "refs").exists()
 
 
 def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
