@@ -24,7 +24,7 @@ description:
     file; the old blob is never modified), so that rsync's delta algorithm sends only
     the changed blocks. Seeded blobs are always verified.
   - Verifies the LFS blobs (the weights) it wrote against their names, which are their
-    sha256, before any snapshot or ref is published: a corrupt blob fails the task while
+    sha256, before any snapshot or ref is published, so a corrupt blob fails the task while
     nothing points at it yet.
   - Retries transient failures (network, timeouts) with exponential back-off itself.
   - A dry run first decides whether anything changes, so a rerun with nothing new
