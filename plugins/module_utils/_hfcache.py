@@ -22,7 +22,6 @@ REPO_TYPES = ("models", "datasets", "spaces")
 REPO_DIR_RE = re.compile(r"^(models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9_.-]*(--[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _REPO_ID_RE = re.compile(r"^(?:(?P<type>models|datasets|spaces)/)?(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?)$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 # Sub-directories of a repo dir in the order a writer must make them visible:
 # content first, then the snapshot links to it, then the refs naming snapshots.
@@ -80,22 +79,14 @@ def link_target_path(link_path, target):
     return resolved
 
 
-def blob_hash_kind(name):
-    """``sha256`` (LFS file), ``git-sha1`` (small file stored by git) or None."""
-    if _SHA256_RE.match(name):
-        return "sha256"
-    if _SHA1_RE.match(name):
-        return "git-sha1"
-    return None
+def is_lfs_blob(name):
+    """An LFS blob (the weights): its name is the sha256 of its content. Small files
+    are stored as git blobs named by git's sha1 and are not checked."""
+    return bool(_SHA256_RE.match(name))
 
 
-def blob_digest(path, kind, chunk=4 * 1024 * 1024):
-    """The digest of a blob file as its name would state it."""
-    if kind == "sha256":
-        digest = hashlib.sha256()
-    else:
-        digest = hashlib.sha1()
-        digest.update(b"blob %d\0" % os.path.getsize(path))
+def blob_sha256(path, chunk=4 * 1024 * 1024):
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
             data = f.read(chunk)

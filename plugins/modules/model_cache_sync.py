@@ -287,14 +287,11 @@ class ModelCacheSync(object):
             self.module.fail_json(msg="models entries %s are not repo ids; use org/name or "
                                       "models--org--name" % ", ".join(repr(m) for m in bad))
 
-    def dest_state(self):
-        """'absent' or 'directory'; anything else fails."""
-        if os.path.isdir(self.dest):
-            return "directory"
-        if os.path.lexists(self.dest):
+    def check_dest(self):
+        """dest is a directory or does not exist yet."""
+        if os.path.lexists(self.dest) and not os.path.isdir(self.dest):
             self.module.fail_json(msg="dest %s exists and is not a directory; remove it or "
                                       "choose another dest" % self.dest)
-        return "absent"
 
     def free_bytes(self):
         """Free space for an unprivileged writer on the filesystem that will hold dest."""
@@ -539,20 +536,17 @@ class ModelCacheSync(object):
         blobs = []
         for path in sorted(set(os.path.normpath(p) for p in paths)):
             split = hf.split_repo_path(path)
-            kind = hf.blob_hash_kind(os.path.basename(path))
-            # LFS blobs (sha256 names): the weights. Small git blobs are not checked.
-            if split and split[1] == "blobs" and "/" not in split[2] and kind == "sha256":
-                blobs.append((path, kind))
+            if split and split[1] == "blobs" and "/" not in split[2] and hf.is_lfs_blob(split[2]):
+                blobs.append(path)
         return blobs
 
     def verify(self, blobs):
         """Hash blobs against their names, on every CPU (hashlib releases the GIL)."""
-        def mismatch(blob):
-            path, kind = blob
+        def mismatch(path):
             full = os.path.join(self.dest, path)
             if not os.path.isfile(full):
                 return None  # a blob the source deleted again (delete=false keeps what exists)
-            return path if hf.blob_digest(full, kind) != os.path.basename(path) else None
+            return path if hf.blob_sha256(full) != os.path.basename(path) else None
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             bad = [path for path in pool.map(mismatch, blobs) if path]
@@ -567,7 +561,7 @@ class ModelCacheSync(object):
 
     def run(self):
         self.check_params()
-        self.dest_state()
+        self.check_dest()
         filters = self.model_filters()
         changes, plan_stats = self.plan(filters)
         result = {"changed": bool(changes), "seeded_blobs": [], "verified_blobs": 0}
@@ -587,8 +581,7 @@ class ModelCacheSync(object):
             if self.host and self.params["revision_delta"]:
                 result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
             changes, moved, result["verified_blobs"] = self.transfer(self.stages(changes), filters)
-            stats.update(moved, bytes_transferred=plan_bytes + moved["bytes_transferred"],
-                         total_size=stats["total_size"])
+            stats.update(moved, bytes_transferred=plan_bytes + moved["bytes_transferred"])
             result["changed"] = bool(changes)
 
         stats["elapsed"] = round(self.elapsed, 3)

@@ -58,14 +58,13 @@ def test_link_target_path_stays_inside_the_root():
     assert hf.link_target_path("a/b", "../../x") is None
 
 
-def test_blob_digest_matches_the_names_the_hub_gives(cache):
+def test_lfs_blobs_are_named_by_their_sha256(cache):
     blobs = os.path.join(cache, W2V, "blobs")
-    kinds = set()
-    for name in os.listdir(blobs):
-        kind = hf.blob_hash_kind(name)
-        kinds.add(kind)
-        assert hf.blob_digest(os.path.join(blobs, name), kind) == name
-    assert kinds == {"sha256", "git-sha1"}
+    lfs = [n for n in os.listdir(blobs) if hf.is_lfs_blob(n)]
+    assert lfs and len(lfs) < len(os.listdir(blobs))  # the small files are git blobs
+    for name in lfs:
+        assert hf.blob_sha256(os.path.join(blobs, name)) == name
+    assert not hf.is_lfs_blob("a32989435d2a57dda2629fd00a8b169c2d992766")
 
 
 def test_index_snapshots_prefers_the_revision_a_ref_names(tmp_path):

@@ -47,6 +47,23 @@ def sync(src, dest, check_mode=False, **params):
     return run_real(model_cache_sync.main, dict(params, src=str(src), dest=str(dest)), check_mode=check_mode)
 
 
+def sync_observing(src, dest, probe):
+    """sync() with the real rsync, calling probe(argv) after each run that transfers
+    (not the dry run); returns (result, failed, what probe returned each time)."""
+    seen = []
+    real_run = basic.AnsibleModule.run_command
+
+    def observe(module, args, **kwargs):
+        out = real_run(module, args, **kwargs)
+        if "--dry-run" not in args:
+            seen.append(probe(args))
+        return out
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
+        result, failed = sync(src, dest)
+    return result, failed, seen
+
+
 def assert_hub_reads_offline(hub):
     """What IndexTTS2 does at start: resolve every repo with no network."""
     info = scan_cache_dir(hub)
@@ -101,21 +118,15 @@ def test_blobs_then_snapshots_then_refs(src, tmp_path):
     sync(src, dest)
     rev = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
     new_blob = os.path.basename(os.path.realpath(os.path.join(src, W2V, "snapshots", rev["commit"], rev["file"])))
-    seen = []
-    real_run = basic.AnsibleModule.run_command
 
-    def observe(module, args, **kwargs):
-        out = real_run(module, args, **kwargs)
-        if "--dry-run" not in args:
-            with open(os.path.join(dest, W2V, "refs", "main")) as f:
-                ref = f.read().strip()
-            seen.append((os.path.exists(os.path.join(dest, W2V, "blobs", new_blob)),
-                         os.path.isdir(os.path.join(dest, W2V, "snapshots", rev["commit"])),
-                         ref == rev["commit"]))
-        return out
+    def probe(argv):
+        with open(os.path.join(dest, W2V, "refs", "main")) as f:
+            ref = f.read().strip()
+        return (os.path.exists(os.path.join(dest, W2V, "blobs", new_blob)),
+                os.path.isdir(os.path.join(dest, W2V, "snapshots", rev["commit"])),
+                ref == rev["commit"])
 
-    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
-        result, failed = sync(src, dest)
+    result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
     assert seen == [(True, False, False), (True, True, False), (True, True, True)]
     assert_hub_reads_offline(str(dest / "hf_cache"))
@@ -195,21 +206,15 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
     src = tmp_path / "src"
     make_cache(src, "--weights-mb", "2", "--small-files", str(model_cache_sync.FILES_FROM_LIMIT + 100))
     dest = tmp_path / "dest"
-    seen = []
-    real_run = basic.AnsibleModule.run_command
 
-    def observe(module, args, **kwargs):
-        out = real_run(module, args, **kwargs)
-        if "--dry-run" not in args:
-            found = tree(dest)
-            seen.append(("--recursive" in args,
-                         any("/blobs/" in p for p in found),
-                         any("/snapshots/" in p for p in found),
-                         any(p.endswith("/refs/main") for p in found)))
-        return out
+    def probe(argv):
+        found = tree(dest)
+        return ("--recursive" in argv,
+                any("/blobs/" in p for p in found),
+                any("/snapshots/" in p for p in found),
+                any(p.endswith("/refs/main") for p in found))
 
-    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
-        result, failed = sync(src, dest)
+    result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
     # content and snapshots walk (over the limit); the few refs go by --files-from
     assert seen == [(True, True, False, False), (True, True, True, False), (False, True, True, True)]
