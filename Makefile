@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 COLLECTION_LINK := .cache/collections/ansible_collections/indextts/deploy
 LAB_INVENTORY := .lab/inventory.yml
+APP_ARCHIVE := $(CURDIR)/.cache/lab/indextts2-app.tar.gz
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
@@ -18,7 +19,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help demo test setup host venv collection image lab-up lab-down \
-        lint sanity unit molecule bench build clean
+        lint sanity unit molecule bench build clean app-archive
 
 help:
 	@echo "make demo   set up, start the local lab, run site.yml against it"
@@ -26,7 +27,7 @@ help:
 	@echo "make lab-down   remove the lab containers"
 
 ## Set-up shared by demo and test ---------------------------------------------
-setup: host venv collection image
+setup: host venv collection image app-archive
 
 host:
 	bash tests/lab/host-setup.sh
@@ -43,6 +44,10 @@ collection:
 
 image: host
 	tests/lab/image/build.sh >/dev/null
+
+# The lab's IndexTTS2 stand-in as a source archive (indextts2_archive in the lab).
+app-archive:
+	tests/lab/app-archive.sh $(APP_ARCHIVE)
 
 ## The main job ---------------------------------------------------------------
 demo: setup lab-up

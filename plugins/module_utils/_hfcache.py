@@ -170,3 +170,23 @@ def models_filters(repo_dirs):
     rules = ["+ %s/" % name for name in repo_dirs]
     rules += ["- %s--*/" % kind for kind in REPO_TYPES]
     return rules
+
+
+def cached_file_problem(root, repo_id, filename, revision="main"):
+    """Why ``filename`` of ``repo_id`` would not resolve from the cache at ``root`` with
+    HF_HUB_OFFLINE=1, as huggingface_hub resolves it (refs/<revision> -> snapshots/
+    <commit>/<filename> -> blob); None when it resolves. Read-only."""
+    repo = os.path.join(root, repo_dir_name(repo_id) or repo_id)
+    if not os.path.isdir(repo):
+        return "repo not in the cache"
+    try:
+        with open(os.path.join(repo, "refs", revision)) as f:
+            commit = f.read().strip()
+    except (IOError, OSError):
+        return "no refs/%s" % revision
+    snapshot = os.path.join(repo, "snapshots", commit, filename)
+    if os.path.isfile(snapshot):
+        return None
+    if os.path.islink(snapshot):
+        return "snapshot %s links to a missing blob" % commit[:12]
+    return "not in snapshot %s" % commit[:12]
