@@ -10,6 +10,8 @@ VENV := $(CURDIR)/.venv
 COLLECTION_LINK := .cache/collections/ansible_collections/indextts/deploy
 LAB_INVENTORY := .lab/inventory.yml
 APP_ARCHIVE := $(CURDIR)/.cache/lab/indextts2-app.tar.gz
+MODULES := $(patsubst plugins/modules/%.py,indextts.deploy.%,$(wildcard plugins/modules/*.py))
+ROLES := $(patsubst roles/%/,indextts.deploy.%,$(wildcard roles/*/))
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
@@ -91,12 +93,10 @@ build:
 	ansible-galaxy collection build --output-path .cache/dist
 	ansible-galaxy collection install --offline --no-deps --force -p .cache/installed \
 	    .cache/dist/indextts-deploy-*.tar.gz 2>&1 | grep -v 'is not part of the configured'
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t module \
-	    indextts.deploy.model_cache_sync indextts.deploy.cache_link \
-	    | $(DOCUMENTED) indextts.deploy.model_cache_sync indextts.deploy.cache_link
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t role \
-	    indextts.deploy.model_cache indextts.deploy.golden_cache \
-	    | $(DOCUMENTED) indextts.deploy.model_cache indextts.deploy.golden_cache
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t module $(MODULES) \
+	    | $(DOCUMENTED) $(MODULES)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t role $(ROLES) \
+	    | $(DOCUMENTED) $(ROLES)
 	@echo "build: $$(ls .cache/dist) installs, and documents its modules and roles"
 
 clean: lab-down
