@@ -40,7 +40,7 @@ options:
     required: true
   model_dir:
     description:
-      - The checkpoints directory the application will read through C(--model_dir):
+      - The checkpoints directory the application will read through C(--model_dir), that is
         what C(<app_dir>/checkpoints) points at, or will point at once linked (the check
         runs before the link is made). Defaults to C(<app_dir>/checkpoints).
     type: path
