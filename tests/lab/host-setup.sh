@@ -16,13 +16,27 @@ command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The guest lab (tests/lab/guest): QEMU, and tgt for its iSCSI target.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
+command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
+command -v tgtd >/dev/null 2>&1 || need_pkgs+=(tgt)
+command -v mkfs.ext4 >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     # shellcheck disable=SC2207
     pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))
     log "installing from Debian: ${pkgs[*]}"
     as_root apt-get update -qq
+    # Install services without starting them here (tgt would start a target on this
+    # machine's own network): the lab starts its own, in its own namespace.
+    policy_made=no
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod 0755 /usr/sbin/policy-rc.d
+        policy_made=yes
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    [ "$policy_made" = no ] || as_root rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -133,7 +133,7 @@ down_quiet() {
     # Only files this script made, in its own directory.
     rm -f "$run/qemu.pid" "$run/tgtd.pid" "$run/disk.qcow2" "$run/lun1.img" "$run/known_hosts" \
           "$run/console.log" "$run/tgtd.log" "$run/chap_password"
-    [ -d "$run" ] && rmdir "$run" 2>/dev/null || true
+    if [ -d "$run" ]; then rmdir "$run" 2>/dev/null || true; fi
 }
 
 case "${1:-}" in
