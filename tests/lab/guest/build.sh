@@ -39,6 +39,6 @@ rm -f "$work/root/tmp/setup-rootfs.sh" "$work/root/tmp/lab_key.pub"
 cut -d' ' -f1,2 "$work/root/etc/ssh/ssh_host_ed25519_key.pub" >"$dir/host_key.pub"
 cp -L "$work/root/vmlinuz" "$dir/vmlinuz"
 cp -L "$work/root/initrd.img" "$dir/initrd.img"
-mkfs.ext4 -q -F -L guestroot -d "$work/root" "$dir/rootfs.raw" 3G
+mkfs.ext4 -q -F -L guestroot -d "$work/root" "$dir/rootfs.raw" 3G >&2
 touch "$dir/.complete"
 echo "$dir"
