@@ -41,4 +41,12 @@ cp -L "$work/root/vmlinuz" "$dir/vmlinuz"
 cp -L "$work/root/initrd.img" "$dir/initrd.img"
 mkfs.ext4 -q -F -L guestroot -d "$work/root" "$dir/rootfs.raw" 3G >&2
 touch "$dir/.complete"
+# Older recipes' images (our own directories, named by a 12-digit hash) are not needed.
+for old in "$(dirname "$dir")"/*; do
+    case $(basename "$old") in
+        "$hash") ;;
+        [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f])
+            rm -rf --one-file-system "$old" ;;
+    esac
+done
 echo "$dir"
