@@ -134,7 +134,11 @@ devices:
   returned: always
   type: list
   elements: dict
-  sample: [{portal: "10.10.1.10:3260", lun: 1, by_path: "/dev/disk/by-path/ip-10.10.1.10:3260-iscsi-iqn.2026-11.io.example.storage:indextts-cache-lun-1", device: /dev/sda}]
+  sample:
+    - portal: "10.10.1.10:3260"
+      lun: 1
+      by_path: /dev/disk/by-path/ip-10.10.1.10:3260-iscsi-iqn.2026-11.io.example.storage:indextts-cache-lun-1
+      device: /dev/sda
 multipath_devices:
   description: The dm-multipath maps holding those devices, with their paths.
   returned: always

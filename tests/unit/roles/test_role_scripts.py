@@ -22,8 +22,8 @@ def load(path, name):
     return module
 
 
-check = load("roles/storage_network/files/indextts-storage-check", "storage_check")
-chap = load("roles/iscsi_target/files/indextts-tgt-chap", "tgt_chap")
+check = load("roles/storage_network/files/indextts_storage_check.py", "storage_check")
+chap = load("roles/iscsi_target/files/indextts_tgt_chap.py", "tgt_chap")
 
 
 def fixture(*parts):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) indextts.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Give tgtd its CHAP accounts without putting a secret on any command line.

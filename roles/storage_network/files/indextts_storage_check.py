@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) indextts.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check the storage network and the iSCSI paths of this node, per portal.
@@ -76,7 +75,9 @@ def ping(peer, count=1, payload=None, timeout=1):
 def largest_mtu(peer, mtu):
     """The largest packet (bytes, IPv4 header included) that crosses unfragmented, up to
     mtu; 0 when not even the smallest does."""
-    fits = lambda size: ping(peer, payload=size - 28)[1] > 0  # noqa: E731
+    def fits(size):
+        return ping(peer, payload=size - 28)[1] > 0
+
     if fits(mtu):
         return mtu
     low, high = 0, mtu - 1
