@@ -38,6 +38,7 @@ up() {
     down_quiet
     mkdir -p "$run"
     chmod 0700 "$run"
+    echo "$image" >"$run/image_dir"
 
     log "namespace $ns with two storage bridges (MTU 9000)"
     ip netns add "$ns"
@@ -96,11 +97,9 @@ up() {
 }
 
 guest_ssh() {
-    ssh -q -p "$port" -i "$(image_dir)/id_ed25519" -o BatchMode=yes -o ConnectTimeout=5 \
+    ssh -q -p "$port" -i "$(cat "$run/image_dir")/id_ed25519" -o BatchMode=yes -o ConnectTimeout=5 \
         -o UserKnownHostsFile="$run/known_hosts" -o StrictHostKeyChecking=yes ansible@127.0.0.1 "$@"
 }
-
-image_dir() { "$here/build.sh" --dir; }
 
 facts() {
     local image=$1
@@ -132,7 +131,7 @@ down_quiet() {
     for n in 1 2; do ip link delete "itg-tap$n" 2>/dev/null || true; done
     # Only files this script made, in its own directory.
     rm -f "$run/qemu.pid" "$run/tgtd.pid" "$run/disk.qcow2" "$run/lun1.img" "$run/known_hosts" \
-          "$run/console.log" "$run/tgtd.log" "$run/chap_password"
+          "$run/console.log" "$run/tgtd.log" "$run/chap_password" "$run/image_dir"
     if [ -d "$run" ]; then rmdir "$run" 2>/dev/null || true; fi
 }
 
