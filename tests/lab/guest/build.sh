@@ -8,10 +8,9 @@
 #   build.sh --dir    print the image directory only
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mirror=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-suite=bookworm
-hash=$(cat "$here/packages.txt" "$here/setup-rootfs.sh" "$here/build.sh" \
-       | { cat; echo "$suite"; } | sha256sum | cut -c1-12)
+# shellcheck source=tests/lab/recipe.sh
+. "$here/../recipe.sh"
+hash=$(recipe_hash "$here")
 dir=${INDEXTTS_GUEST_CACHE:-$HOME/.cache/indextts-deploy/guest}/$hash
 
 if [ "${1:-}" = "--dir" ]; then echo "$dir"; exit 0; fi
@@ -23,7 +22,7 @@ done
 mkdir -p "$dir"
 work=$(mktemp -d /var/tmp/indextts-guest.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
-include=$(grep -v '^\s*#' "$here/packages.txt" | grep -v '^\s*$' | paste -sd, -)
+include=$(include_list "$here")
 echo "building the guest image $hash: debootstrap $suite ($include)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$mirror" \
     >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }

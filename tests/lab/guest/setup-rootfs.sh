@@ -15,18 +15,10 @@ MACAddress=52:54:00:00:00:01
 [Network]
 DHCP=ipv4
 NET
-cat >/etc/systemd/network/20-storage1.network <<'NET'
-[Match]
-MACAddress=52:54:00:00:01:01
-[Network]
-Address=10.99.1.2/24
-NET
-cat >/etc/systemd/network/20-storage2.network <<'NET'
-[Match]
-MACAddress=52:54:00:00:02:01
-[Network]
-Address=10.99.2.2/24
-NET
+for n in 1 2; do
+    printf '[Match]\nMACAddress=52:54:00:00:0%d:01\n[Network]\nAddress=10.99.%d.2/24\n' "$n" "$n" \
+        >/etc/systemd/network/20-storage$n.network
+done
 systemctl enable systemd-networkd.service ssh.service serial-getty@ttyS0.service >/dev/null 2>&1
 # No wait for every link: the storage links may stay down without failing the boot.
 systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1

@@ -7,10 +7,9 @@
 #   build.sh --tag    print the tag only
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mirror=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-suite=bookworm
-hash=$(cat "$here/packages.txt" "$here/setup-rootfs.sh" "$here/build.sh" \
-       | { cat; echo "$suite"; } | sha256sum | cut -c1-12)
+# shellcheck source=tests/lab/recipe.sh
+. "$here/../recipe.sh"
+hash=$(recipe_hash "$here")
 tag="indextts-lab:$hash"
 
 if [ "${1:-}" = "--tag" ]; then echo "$tag"; exit 0; fi
@@ -22,7 +21,7 @@ fi
 
 work=$(mktemp -d /var/tmp/indextts-lab-rootfs.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
-include=$(grep -v '^\s*#' "$here/packages.txt" | grep -v '^\s*$' | paste -sd, -)
+include=$(include_list "$here")
 echo "building $tag: debootstrap $suite ($include)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$mirror" \
     > "$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
