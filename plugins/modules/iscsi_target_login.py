@@ -128,7 +128,7 @@ sessions:
   returned: always
   type: list
   elements: dict
-  sample: [{portal: "10.10.1.10:3260", target: "iqn.2026-11.io.example.storage:indextts-cache", sid: 2, state: LOGGED_IN}]
+  sample: [{portal: "10.10.1.10:3260", target: "iqn.2026-11.io.example.storage:indextts-cache", sid: 2}]
 devices:
   description: The target's LUNs as block devices, one entry per portal and LUN.
   returned: always
@@ -189,7 +189,7 @@ class TargetLogin(object):
         if p["wait_timeout"] < 0:
             self.module.fail_json(msg="wait_timeout must be 0 or more seconds, got %d" % p["wait_timeout"])
         for name in ("chap_password", "chap_password_in", "discovery_chap_password"):
-            if p[name] and ("\n" in p[name] or not 12 <= len(p[name]) <= 16 * 16):
+            if p[name] and ("\n" in p[name] or not 12 <= len(p[name]) <= 256):
                 self.module.fail_json(msg="%s must be one line of 12 to 256 characters (RFC 3720 asks "
                                           "for CHAP secrets of at least 12 bytes; open-iscsi takes up to 256)" % name)
         self.portals = [self.resolve(portal) for portal in p["portals"]]
@@ -412,8 +412,7 @@ class TargetLogin(object):
             self.apply(steps)
             sessions, records = self.sessions(), self.records()
         result = {"changed": changed, "changes": steps,
-                  "sessions": [{"portal": s["portal"], "target": s["target"], "sid": s["sid"], "state": "LOGGED_IN"}
-                               for s in sessions]}
+                  "sessions": [{"portal": s["portal"], "target": s["target"], "sid": s["sid"]} for s in sessions]}
         devices = []
         if self.p["state"] == "present" and not self.module.check_mode:
             devices, missing = self.wait_for_devices() if self.p["wait_timeout"] else (self.by_path(), [])
