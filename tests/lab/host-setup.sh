@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare this machine to run the lab: a Docker engine and debootstrap.
+# Prepare this machine to run the lab and the tests: a Docker engine, debootstrap,
+# QEMU, tgt, sshd (installed, not started) and the tools the tests call.
 # Used by `make demo`, `make test` and .ci/run. Idempotent and quick when all
 # is in place. Installs from Debian only; nothing else is downloaded.
 set -euo pipefail
@@ -15,6 +16,8 @@ command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+# The pytest tests of model_cache_sync over SSH start their own sshd on 127.0.0.1.
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # The guest lab (tests/lab/guest): QEMU, and tgt for its iSCSI target.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
@@ -28,7 +31,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing from Debian: ${pkgs[*]}"
     as_root apt-get update -qq
     # Install services without starting them here (tgt would start a target on this
-    # machine's own network): the lab starts its own, in its own namespace.
+    # machine's own network, sshd would listen on it): the lab and the tests start
+    # their own, in their own namespace or on 127.0.0.1.
     policy_made=no
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null

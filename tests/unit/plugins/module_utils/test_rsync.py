@@ -1,6 +1,8 @@
 # Copyright (c) indextts.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Parsers and argv builders of _rsync, on output captured from real rsync 3.2.7 runs."""
+"""Parsers and argv builders of _rsync, on output captured from real rsync 3.2.7 runs
+(fixtures/rsync/capture.sh) and, where a rule must mean to rsync what it says, against
+the real rsync of this host."""
 
 import os
 import shlex
@@ -27,7 +29,10 @@ def test_parse_itemized_full_sync_lists_every_entry_once_with_types():
     assert len(links) == 9  # "link: 9"
     assert all(c["target"].startswith("../") and "blobs/" in c["target"] for c in links)
     assert all(" -> " not in c["path"] for c in changes)
-    assert changes[0] == {"item": "cd+++++++++", "path": "./", "type": "dir"}
+    assert all(c["size"] == len(c["target"]) for c in links)  # rsync's %l of a link
+    assert changes[0] == {"item": "cd+++++++++", "path": "./", "type": "dir", "size": 80}
+    # the files' sizes add up to "Total transferred file size" of the same output
+    assert sum(c["size"] for c in changes if c["type"] == "file") == 67109488
 
 
 def test_parse_itemized_ignores_rsync_messages_and_statistics():
@@ -45,13 +50,65 @@ def test_parse_itemized_noop_is_empty():
 def test_parse_itemized_reports_deletions_and_attribute_changes():
     changes = _rsync.parse_itemized(fixture("delete.txt"))
     assert changes == [
-        {"item": ".d..t......", "path": "checkpoints/", "type": "dir"},
-        {"item": "*deleting", "path": "checkpoints/extra.bin", "type": "deleted"},
+        {"item": ".d..t......", "path": "checkpoints/", "type": "dir", "size": 140},
+        {"item": "*deleting", "path": "checkpoints/extra.bin", "type": "deleted", "size": 0},
     ]
 
 
 def test_parse_itemized_root_attributes_alone_are_no_change():
-    assert _rsync.parse_itemized(".d..t...... ./\n") == []
+    assert _rsync.parse_itemized(".d..t...... 4096 ./\n") == []
+
+
+def test_parse_itemized_keeps_names_that_begin_with_digits_and_spaces():
+    assert _rsync.parse_itemized(">f+++++++++ 12 7 notes.txt\n") == [
+        {"item": ">f+++++++++", "path": "7 notes.txt", "type": "file", "size": 12}]
+
+
+@pytest.mark.parametrize("name", ["plain.bin", "star*.bin", "what?.bin", "[abc].bin", "back\\slash.bin",
+                                  "back\\slash*star.bin", "two words.bin"])
+def test_exclude_rule_leaves_out_exactly_that_path(tmp_path, name):
+    """The rule means to the real rsync what it says: the one path, wildcards or not."""
+    src = tmp_path / "src" / "sub"
+    src.mkdir(parents=True)
+    decoys = ["starX.bin", "what!.bin", "a.bin", "back/slash.bin", "two"]
+    for other in [name] + decoys:
+        (src / other.replace("/", "_")).write_text("x")
+    (tmp_path / "src" / name).write_text("same name, another directory")
+    subprocess.run(["rsync", "-r", "--filter=" + _rsync.exclude_rule("sub/" + name),
+                    str(tmp_path / "src") + "/", str(tmp_path / "dst") + "/"], check=True)
+    got = sorted(p.name for p in (tmp_path / "dst" / "sub").iterdir())
+    assert got == sorted(set(d.replace("/", "_") for d in decoys) - {name})
+    assert (tmp_path / "dst" / name).exists()
+
+
+X86_CPUINFO = ("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+               "flags\t\t: fpu vme de pse tsc msr pae mce sse sse2 ssse3 pclmulqdq sse4_1 sse4_2 aes avx avx2 sha_ni\n")
+ARM_CPUINFO = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
+
+
+def test_cipher_preference_puts_aes_gcm_first_only_with_aes_instructions():
+    assert _rsync.cipher_preference(X86_CPUINFO)[0] == "aes128-gcm@openssh.com"
+    assert _rsync.cipher_preference(ARM_CPUINFO)[0] == "aes128-gcm@openssh.com"
+    assert _rsync.cipher_preference(X86_CPUINFO.replace(" aes ", " ")) is None
+    assert _rsync.cipher_preference("flags : fpu vaes_like\n") is None
+    assert _rsync.cipher_preference("") is None
+    # the default list follows, so a server without AES-GCM still agrees on one
+    assert "chacha20-poly1305@openssh.com" in _rsync.AES_FIRST_CIPHERS
+
+
+def test_ciphers_are_accepted_by_this_hosts_ssh():
+    known = subprocess.run(["ssh", "-Q", "cipher"], capture_output=True, text=True, check=True).stdout.split()
+    assert set(_rsync.AES_FIRST_CIPHERS) <= set(known)
+
+
+def test_ssh_command_shares_a_connection_or_keeps_its_own():
+    shared = shlex.split(_rsync.ssh_command(control_path="/tmp/d/ssh", ciphers=("aes128-gcm@openssh.com",)))
+    assert shared[shared.index("ControlPath=/tmp/d/ssh") - 1] == "-o"
+    assert "ControlMaster=auto" in shared and "ControlPersist=60" in shared
+    assert "Ciphers=aes128-gcm@openssh.com" in shared
+    own = shlex.split(_rsync.ssh_command(control_path="none"))
+    assert "ControlMaster=no" in own and "ControlPath=none" in own
+    assert not any(a.startswith(("Control", "Ciphers")) for a in shlex.split(_rsync.ssh_command()))
 
 
 def test_parse_stats_reads_numbers_with_and_without_commas():
@@ -60,7 +117,7 @@ def test_parse_stats_reads_numbers_with_and_without_commas():
     assert stats["total_size"] == 67110055
     assert stats["literal_bytes"] == stats["transferred_size"]  # a first sync sends it all
     assert stats["matched_bytes"] == 0
-    assert stats["bytes_received"] > stats["literal_bytes"]
+    assert stats["bytes_sent"] + stats["bytes_received"] > stats["literal_bytes"]
     assert _rsync.parse_stats("Total file size: 1,234,567 bytes\n") == {"total_size": 1234567}
 
 

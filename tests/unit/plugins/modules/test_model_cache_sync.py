@@ -9,6 +9,7 @@ real rsync in test_model_cache_sync_local.py and the molecule scenarios.
 """
 
 import os
+from unittest import mock
 
 import pytest
 
@@ -24,12 +25,16 @@ def test_case(case, tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     (tmp_path / "file").write_text("not a directory\n")
-    names = {"dest": str(dest), "file": str(tmp_path / "file"), "tmp": str(tmp_path)}
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    names = {"dest": str(dest), "file": str(tmp_path / "file"), "tmp": str(tmp_path), "ctl": str(ctl)}
     case = expand(case, names)
-    result, failed, _commands = run_module(
-        model_cache_sync.main, case["input"], case.get("commands", ()),
-        check_mode=case.get("check_mode", False), diff=case.get("diff", False),
-        euid=case.get("euid", 0))
+    with mock.patch.object(model_cache_sync.tempfile, "mkdtemp", return_value=str(ctl)), \
+            mock.patch.object(model_cache_sync, "read_cpuinfo", return_value=case.get("cpuinfo", "")):
+        result, failed, _commands = run_module(
+            model_cache_sync.main, case["input"], case.get("commands", ()),
+            check_mode=case.get("check_mode", False), diff=case.get("diff", False),
+            euid=case.get("euid", 0))
     expected = dict(case["output"])
     assert failed == expected.pop("failed", False), result
     warning = expected.pop("warnings_contain", None)
@@ -38,3 +43,5 @@ def test_case(case, tmp_path):
     check_output(result, expected)
     if case.get("diff") and not failed:
         assert result["diff"]["prepared"].count("\n") == result["changed_files_count"]
+    if _commands.calls and case["input"].get("src_host"):
+        assert not ctl.exists()  # the shared connection's directory is gone at the end

@@ -4,10 +4,12 @@
 huggingface_hub client. Transfers over SSH (revision delta, fan-out, interrupted
 transfers) are covered by the molecule scenarios on the lab hosts."""
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from unittest import mock
 
 import pytest
@@ -43,11 +45,17 @@ def tree(root):
     return state
 
 
+def files_and_links(root):
+    """tree() without directories, whose sizes depend on how they were filled."""
+    return {p: v for p, v in tree(root).items() if not os.path.isdir(os.path.join(root, p))
+            or os.path.islink(os.path.join(root, p))}
+
+
 def sync(src, dest, check_mode=False, **params):
     return run_real(model_cache_sync.main, dict(params, src=str(src), dest=str(dest)), check_mode=check_mode)
 
 
-def sync_observing(src, dest, probe):
+def sync_observing(src, dest, probe, **params):
     """sync() with the real rsync, calling probe(argv) after each run that transfers
     (not the dry run); returns (result, failed, what probe returned each time)."""
     seen = []
@@ -60,7 +68,7 @@ def sync_observing(src, dest, probe):
         return out
 
     with mock.patch.object(basic.AnsibleModule, "run_command", observe):
-        result, failed = sync(src, dest)
+        result, failed = sync(src, dest, **params)
     return result, failed, seen
 
 
@@ -220,3 +228,73 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
     assert seen == [(True, True, False, False), (True, True, True, False), (False, True, True, True)]
     assert_hub_reads_offline(str(dest / "hf_cache"))
     assert sync(src, dest)[0]["changed"] is False
+
+
+def test_parallel_runs_share_out_large_files_and_move_each_file_once(tmp_path):
+    src = tmp_path / "src"
+    # three files over STREAM_MIN_BYTES: w2v-bert's 108 MB, MaskGCT's 60 MB, bigvgan's 36 MB
+    make_cache(src, "--weights-mb", "240", "--small-files", "20")
+    dest = tmp_path / "dest"
+
+    def probe(argv):
+        return argv.count("--files-from=-")
+
+    result, failed, seen = sync_observing(src, dest, probe, streams=3)
+    assert not failed, result
+    assert seen == [1] * 5  # three content runs, snapshots, refs: each sends its list of paths
+    content = sorted(r["run"] for r in result["stats"]["runs"] if "content" in r["run"])
+    assert content == ["sync (content stage, run %d of 3)" % i for i in (1, 2, 3)]
+    regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
+    assert result["stats"]["files_transferred"] == len(regular)
+    assert result["verified_blobs"] == 4
+    assert files_and_links(dest) == files_and_links(src)
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    assert sync(src, dest, streams=3)[0]["changed"] is False
+
+
+def test_blob_hasher_takes_landed_blobs_and_forgets_rewritten_ones(tmp_path):
+    blobs = tmp_path / "hf_cache" / "models--a--b" / "blobs"
+    blobs.mkdir(parents=True)
+    data = os.urandom(1 << 20)
+    name = hashlib.sha256(data).hexdigest()
+    older = blobs / ("0" * 64)
+    older.write_bytes(b"already here before the transfer")
+    rels = ["hf_cache/models--a--b/blobs/" + name, "hf_cache/models--a--b/blobs/" + older.name]
+    hasher = model_cache_sync.BlobHasher(str(tmp_path), rels).start()
+    # landed as rsync lands a file: written under a temporary name, renamed into place
+    (blobs / ".landing").write_bytes(data)
+    os.rename(blobs / ".landing", blobs / name)
+    deadline = time.monotonic() + 10
+    while rels[0] in hasher.pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hasher.stop()
+    assert hasher.digest(rels[0]) == name
+    assert rels[1] in hasher.pending and hasher.digest(rels[1]) is None  # never replaced: not taken
+    with open(blobs / name, "r+b") as f:  # rewritten in place after it was hashed
+        f.write(b"\0")
+    assert hasher.digest(rels[0]) is None
+
+
+def test_blob_hasher_follows_the_temporary_file_rsync_writes(tmp_path):
+    """Hashing keeps pace with the writer, so nothing is left to read when the blob lands."""
+    blobs = tmp_path / "hf_cache" / "models--a--b" / "blobs"
+    blobs.mkdir(parents=True)
+    data = os.urandom(8 << 20)
+    name = hashlib.sha256(data).hexdigest()
+    rel = "hf_cache/models--a--b/blobs/" + name
+    temporary = blobs / (".%s.Xy12Ab" % name)  # rsync's name for it while it is written
+    with mock.patch.object(model_cache_sync.hf, "blob_sha256", side_effect=AssertionError("hashed whole")):
+        hasher = model_cache_sync.BlobHasher(str(tmp_path), [rel]).start()
+        with open(temporary, "wb") as f:
+            for offset in range(0, len(data), 1 << 20):
+                f.write(data[offset:offset + (1 << 20)])
+                f.flush()
+                time.sleep(0.15)
+        followed_while_written = rel in hasher.following
+        os.rename(temporary, blobs / name)
+        deadline = time.monotonic() + 10
+        while hasher.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hasher.stop()
+    assert followed_while_written
+    assert hasher.digest(rel) == name

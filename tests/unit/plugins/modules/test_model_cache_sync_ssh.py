@@ -1,0 +1,163 @@
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""model_cache_sync over real SSH: a private sshd on 127.0.0.1 with this test's own
+host key, authorised key and log, and the real rsync and ssh at both ends.
+
+What only SSH shows: the dry run and the snapshot and ref stages share one
+connection, each further parallel run of the content stage opens its own, the cipher
+negotiated is the one preferred for this CPU, and nothing of the shared connection is
+left behind. sshd's log (LogLevel DEBUG1) is the witness.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
+from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+
+from test_model_cache_sync_local import assert_hub_reads_offline, files_and_links, make_cache, sync, tree
+
+SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+pytestmark = pytest.mark.skipif(SSHD is None or os.geteuid() != 0,
+                                reason="needs sshd (openssh-server; .ci/host-setup.sh installs it) and root")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.port = free_port()
+        self.log = workdir / "sshd.log"
+        self.key = workdir / "client_ed25519"
+        self.known_hosts = workdir / "known_hosts"
+        for name in ("host_ed25519", "client_ed25519"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True)
+        (workdir / "authorized_keys").write_text((workdir / "client_ed25519.pub").read_text())
+        host_key = (workdir / "host_ed25519.pub").read_text().split()[:2]
+        self.known_hosts.write_text("[127.0.0.1]:%d %s\n" % (self.port, " ".join(host_key)))
+        (workdir / "sshd_config").write_text("\n".join([
+            "Port %d" % self.port, "ListenAddress 127.0.0.1",
+            "HostKey %s" % (workdir / "host_ed25519"),
+            "AuthorizedKeysFile %s" % (workdir / "authorized_keys"),
+            "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", "PidFile %s" % (workdir / "sshd.pid"),
+            "LogLevel DEBUG1", "MaxStartups 20", ""]))
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(workdir / "sshd_config"), "-E", str(self.log)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("sshd did not listen on 127.0.0.1:%d: %s" % (self.port, self.log.read_text()))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def log_lines(self):
+        return self.log.read_text().splitlines()
+
+    def params(self):
+        return {"src_host": "127.0.0.1", "src_user": "root", "ssh_port": self.port,
+                "ssh_key": str(self.key), "known_hosts": str(self.known_hosts)}
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def logins_during(sshd, action):
+    """(what action returned, the SSH logins sshd accepted meanwhile, its log lines)."""
+    before = len(sshd.log_lines())
+    out = action()
+    time.sleep(0.3)  # sshd's log line of a login that ended last
+    lines = sshd.log_lines()[before:]
+    return out, sum(1 for line in lines if "Accepted publickey for root" in line), lines
+
+
+def leftovers():
+    """Directories and processes of shared SSH connections that are still around."""
+    dirs = [d for d in os.listdir("/tmp") if d.startswith("indextts-ssh-")]
+    procs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "indextts-ssh-" in cmdline:
+            procs.append(cmdline)
+    return dirs, procs
+
+
+def test_stages_share_a_connection_and_each_further_run_has_its_own(sshd, tmp_path):
+    src = tmp_path / "src"
+    # w2v-bert's weights (72 MB) and MaskGCT's (40 MB) are over STREAM_MIN_BYTES
+    # and over FILES_FROM_LIMIT paths make the first run walk the tree, excluding the other run's file
+    make_cache(src, "--weights-mb", "160", "--small-files", str(model_cache_sync.FILES_FROM_LIMIT + 100))
+    dest = tmp_path / "dest"
+    assert leftovers() == ([], [])
+
+    (result, failed), logins, _lines = logins_during(
+        sshd, lambda: sync(src, dest, streams=2, **sshd.params()))
+    assert not failed, result
+    content = [r["run"] for r in result["stats"]["runs"] if "content" in r["run"]]
+    assert sorted(content) == ["sync (content stage, run 1 of 2)", "sync (content stage, run 2 of 2)"]
+    # dry run, first content run, snapshots and refs: one login; the second run: one
+    assert logins == 2
+    # every file moved once (the walking run left out the other run's file)
+    regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
+    assert result["stats"]["files_transferred"] == len(regular)
+    assert files_and_links(dest) == files_and_links(src)
+    assert result["verified_blobs"] == 4
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    assert leftovers() == ([], [])
+
+    (again, failed), logins, _lines = logins_during(
+        sshd, lambda: sync(src, dest, streams=2, **sshd.params()))
+    assert not failed and again["changed"] is False
+    assert logins == 1
+
+
+def test_new_revision_stages_reuse_the_connection_of_the_dry_run(sshd, tmp_path):
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "8", "--small-files", "10")
+    dest = tmp_path / "dest"
+    sync(src, dest, **sshd.params())
+    make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    (result, failed), logins, _lines = logins_during(sshd, lambda: sync(src, dest, **sshd.params()))
+    assert not failed, result
+    stages = [r["run"] for r in result["stats"]["runs"]]
+    assert stages == ["dry run of the sync", "sync (content stage)", "sync (snapshots stage)", "sync (refs stage)"]
+    assert logins == 1
+    assert len(result["seeded_blobs"]) == 1 and result["stats"]["matched_bytes"] > 0
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    assert leftovers() == ([], [])
+
+
+def test_cipher_negotiated_is_the_one_preferred_for_this_cpu(sshd, tmp_path):
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "1", "--small-files", "0")
+    (result, failed), _logins, lines = logins_during(sshd, lambda: sync(src, tmp_path / "dest", **sshd.params()))
+    assert not failed, result
+    preferred = _rsync.cipher_preference(model_cache_sync.read_cpuinfo())
+    expected = preferred[0] if preferred else "chacha20-poly1305@openssh.com"  # ssh's own first choice
+    assert any("kex: client->server cipher: %s " % expected in line for line in lines), \
+        [line for line in lines if "cipher" in line]
