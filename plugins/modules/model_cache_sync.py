@@ -126,7 +126,9 @@ options:
     type: bool
     default: false
   bwlimit:
-    description: Bandwidth limit, in rsync's C(--bwlimit) syntax (for example V(100M)).
+    description:
+      - Bandwidth limit of the whole sync, in rsync's C(--bwlimit) syntax (for example
+        V(100M)). Set, the file data moves in one run (see O(streams)).
     type: str
   streams:
     description:
@@ -136,6 +138,8 @@ options:
         and the copies spread over the CPUs at both ends.
       - V(0) uses as many runs as this host has CPUs, at most 4. V(1) moves everything
         in one run. Snapshots and refs always follow in one run each.
+      - With O(bwlimit) the file data moves in one run, so that the limit holds for
+        the whole sync.
     type: int
     default: 0
   owner:
@@ -437,7 +441,9 @@ class ModelCacheSync(object):
         self.seeds = {}  # seeded path -> inode of its basis
         self.runs = []  # each rsync run and how long it took
         self.hasher = None
-        self.streams = self.params["streams"] or min(os.cpu_count() or 1, MAX_AUTO_STREAMS)
+        # rsync's --bwlimit holds per run: one run keeps it a limit of the whole sync.
+        self.streams = 1 if self.params["bwlimit"] else (
+            self.params["streams"] or min(os.cpu_count() or 1, MAX_AUTO_STREAMS))
         self.ciphers = _rsync.cipher_preference(read_cpuinfo()) if self.host else None
         self.control_dir = None
 

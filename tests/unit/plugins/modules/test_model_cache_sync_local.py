@@ -298,3 +298,13 @@ def test_blob_hasher_follows_the_temporary_file_rsync_writes(tmp_path):
         hasher.stop()
     assert followed_while_written
     assert hasher.digest(rel) == name
+
+
+def test_bandwidth_limit_keeps_the_file_data_in_one_run(tmp_path):
+    """rsync's --bwlimit holds per process: parallel runs would multiply it."""
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "240", "--small-files", "5")
+    result, failed = sync(src, tmp_path / "dest", streams=3, bwlimit="1G")
+    assert not failed, result
+    assert [r["run"] for r in result["stats"]["runs"]] == [
+        "dry run of the sync", "sync (content stage)", "sync (snapshots stage)", "sync (refs stage)"]
