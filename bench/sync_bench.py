@@ -131,6 +131,19 @@ def measure(case, address, workdir, results, repeat=1, fresh=False):
             "  (its rsync work %.2f s = %.3fx raw)" % (own, row["rsync_work_ratio"]) if own is not None else ""))
 
 
+def measure_revision(address, workdir, results):
+    """A new revision of REPO on golden whose largest file changed in 5 %, then one run each."""
+    rev = json.loads(golden("python3 /usr/local/lib/make_hf_cache.py %s --new-revision %s --change-percent 5"
+                            % (SRC, REPO)))
+    print("\nnew revision of %s: %s changed in %d of %d bytes" % (REPO, rev["file"], rev["changed_bytes"], rev["file_bytes"]))
+    measure("new revision (5%)", address, workdir, results)
+    for row in results[-3:]:
+        row["changed_bytes"] = rev["changed_bytes"]
+        row["wire_per_changed_byte"] = round(row["wire_bytes"] / rev["changed_bytes"], 3)
+    print("  bytes on the wire per changed byte: " + ", ".join(
+        "%s %.2f" % (r["method"], r["wire_per_changed_byte"]) for r in results[-3:]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-mb", type=int, default=2048)
@@ -138,6 +151,10 @@ def main():
     parser.add_argument("--rate", help="shape golden's egress with tc tbf to this rate (e.g. 1gbit)")
     parser.add_argument("--workdir", default="/var/tmp/indextts-bench")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method for the full sync (median)")
+    parser.add_argument("--noop-repeat", type=int, help="runs per method for the no-op rerun (default: --repeat, at least 5)")
+    parser.add_argument("--cases", default="full,noop,revision",
+                        help="which cases, comma-separated (the no-op and the revision need the full sync first;"
+                             " without it, one unmeasured sync per method comes first)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -155,18 +172,17 @@ def main():
         golden("tc qdisc replace dev eth0 root tbf rate %s burst 1mb latency 50ms" % args.rate)
         print("golden's egress shaped to %s" % args.rate)
     results = []
+    cases = args.cases.split(",")
     try:
-        measure("full sync", address, args.workdir, results, repeat=args.repeat, fresh=True)
-        measure("no-op rerun", address, args.workdir, results, repeat=max(args.repeat, 5))
-        rev = json.loads(golden("python3 /usr/local/lib/make_hf_cache.py %s --new-revision %s --change-percent 5"
-                                % (SRC, REPO)))
-        print("\nnew revision of %s: %s changed in %d of %d bytes" % (REPO, rev["file"], rev["changed_bytes"], rev["file_bytes"]))
-        measure("new revision (5%)", address, args.workdir, results)
-        for row in results[-3:]:
-            row["changed_bytes"] = rev["changed_bytes"]
-            row["wire_per_changed_byte"] = round(row["wire_bytes"] / rev["changed_bytes"], 3)
-        print("  bytes on the wire per changed byte: " + ", ".join(
-            "%s %.2f" % (r["method"], r["wire_per_changed_byte"]) for r in results[-3:]))
+        if "full" in cases:
+            measure("full sync", address, args.workdir, results, repeat=args.repeat, fresh=True)
+        else:
+            for name, run in METHODS:
+                run(address, os.path.join(args.workdir, name.split()[0]))
+        if "noop" in cases:
+            measure("no-op rerun", address, args.workdir, results, repeat=args.noop_repeat or max(args.repeat, 5))
+        if "revision" in cases:
+            measure_revision(address, args.workdir, results)
     finally:
         if args.rate:
             golden("tc qdisc del dev eth0 root || true")
