@@ -229,7 +229,7 @@ stats:
       description: Seconds spent in rsync, the dry run included (wall time; parallel runs count once).
       type: float
     runs:
-      description: Each rsync run (dry run, stages, retries) and its seconds.
+      description: Each rsync run (dry run, stages and their parallel runs, retries) and its seconds.
       type: list
       elements: dict
   sample: {files_transferred: 3, bytes_transferred: 3459012, literal_bytes: 3355443,
