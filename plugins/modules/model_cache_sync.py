@@ -151,9 +151,9 @@ options:
 requirements:
   - rsync 3.1 or later on this host and on the source host
 notes:
-  - The dry run and the snapshot and ref stages share one SSH connection (a control
-    socket in a private temporary directory, closed when the module ends), so they do
-    not pay for a new SSH handshake each.
+  - The dry run, the first content run and the snapshot and ref stages share one SSH
+    connection (a control socket in a private temporary directory, closed when the
+    module ends), so they do not pay for a new SSH handshake each.
   - When this host's CPU has AES instructions, AES-GCM ciphers come first in the SSH
     cipher preference (chacha20-poly1305, ssh's default first choice, is slower there);
     the rest of ssh's default list follows.
@@ -295,6 +295,29 @@ class RsyncFailure(object):
         self.msg, self.rc, self.stderr, self.attempts = msg, rc, stderr, attempts
 
 
+class Followed(object):
+    """A temporary file rsync is writing, opened, and the sha256 of what was read of it."""
+
+    def __init__(self, path):
+        self.file = open(path, "rb", buffering=0)
+        self.inode = os.fstat(self.file.fileno()).st_ino
+        self.sha256 = hashlib.sha256()
+
+    def read(self, limit=None, chunk=4 * 1024 * 1024):
+        """Feed what has been written so far (at most ``limit`` chunks) to the digest."""
+        rounds = 0
+        while limit is None or rounds < limit:
+            data = self.file.read(chunk)
+            if not data:
+                return
+            self.sha256.update(data)
+            rounds += 1
+
+    def dropped(self):
+        """rsync removed it (an error, a redo) instead of renaming it into place."""
+        return os.fstat(self.file.fileno()).st_nlink == 0
+
+
 class BlobHasher(object):
     """Hashes blobs on one thread while rsync is still writing them.
 
@@ -309,14 +332,13 @@ class BlobHasher(object):
     until it is replaced.
     """
 
-    CHUNK = 4 * 1024 * 1024
     PER_ROUND = 16  # chunks read from one growing file before the next one gets a turn
 
     def __init__(self, dest, blobs):
         self.dest = dest
         self.pending = list(blobs)
         self.before = dict((rel, self.inode(rel)) for rel in blobs)
-        self.following = {}  # rel -> [open temporary file, its inode, sha256 so far]
+        self.following = {}  # rel -> Followed
         self.digests = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run)
@@ -324,7 +346,7 @@ class BlobHasher(object):
 
     def inode(self, rel):
         try:
-            return os.lstat(os.path.join(self.dest, rel)).st_ino
+            return file_key(os.path.join(self.dest, rel))[0]
         except OSError:
             return None
 
@@ -338,7 +360,7 @@ class BlobHasher(object):
                 self.stopping.wait(0.1)
         finally:
             for followed in self.following.values():
-                followed[0].close()
+                followed.file.close()
             self.following.clear()
 
     def step(self, rel):
@@ -352,9 +374,9 @@ class BlobHasher(object):
             self.pending.remove(rel)
             followed = self.following.pop(rel, None)
             try:
-                if followed and followed[1] == key[0]:
-                    self.read(followed, limit=None)
-                    digest = followed[2].hexdigest() if followed[0].tell() == key[1] else None
+                if followed and followed.inode == key[0]:
+                    followed.read()
+                    digest = followed.sha256.hexdigest() if followed.file.tell() == key[1] else None
                 else:
                     digest = hf.blob_sha256(path)
                 if digest and file_key(path) == key:
@@ -363,19 +385,18 @@ class BlobHasher(object):
                 pass
             finally:
                 if followed:
-                    followed[0].close()
+                    followed.file.close()
             return
         followed = self.following.get(rel)
-        if followed and os.fstat(followed[0].fileno()).st_nlink == 0:
-            # rsync dropped that attempt (an error, a redo): follow the next one
-            self.following.pop(rel)[0].close()
+        if followed and followed.dropped():
+            self.following.pop(rel).file.close()  # follow rsync's next attempt
             followed = None
         if followed is None:
             followed = self.find_temporary(rel)
             if followed is None:
                 return
             self.following[rel] = followed
-        self.read(followed, limit=self.PER_ROUND)
+        followed.read(limit=self.PER_ROUND)
 
     def find_temporary(self, rel):
         """The newest ``.<name>.XXXXXX`` beside the blob's final name, opened."""
@@ -390,21 +411,10 @@ class BlobHasher(object):
             return None
         for _mtime, path in sorted(candidates, reverse=True):
             try:
-                f = open(path, "rb", buffering=0)
+                return Followed(path)
             except (IOError, OSError):
                 continue
-            return [f, os.fstat(f.fileno()).st_ino, hashlib.sha256()]
         return None
-
-    def read(self, followed, limit):
-        """Feed what has been written so far (up to ``limit`` chunks) to the digest."""
-        rounds = 0
-        while limit is None or rounds < limit:
-            data = followed[0].read(self.CHUNK)
-            if not data:
-                return
-            followed[2].update(data)
-            rounds += 1
 
     def start(self):
         if self.pending:
@@ -577,11 +587,8 @@ class ModelCacheSync(object):
         order. When any failed for good, the task fails with the first failure, after
         the others have finished (nothing is left running)."""
         started = time.monotonic()
-        if len(jobs) == 1:
-            outcomes = [self.attempt_rsync(*jobs[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                outcomes = list(pool.map(lambda job: self.attempt_rsync(*job), jobs))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            outcomes = list(pool.map(lambda job: self.attempt_rsync(*job), jobs))
         self.elapsed += time.monotonic() - started
         for outcome in outcomes:
             if isinstance(outcome, RsyncFailure):
@@ -752,6 +759,7 @@ class ModelCacheSync(object):
         # rsync's default (the square root of the file size) send less around each change.
         block_size = SEEDED_BLOCK_SIZE if self.seeds else None
         verified = None
+        seen = set()
         for stage, runs in stages:
             if stage != "content" and verified is None:
                 # Blobs are checked before any snapshot or ref can point at them.
@@ -768,8 +776,10 @@ class ModelCacheSync(object):
                     argv = self.argv(stage=stage, files_from=True, block_size=block_size, shared=i == 0)
                 jobs.append((argv, what, paths))
             for out in self.run_rsyncs(jobs):
-                seen = set(c["path"] for c in changes)
-                changes += [c for c in _rsync.parse_itemized(out) if c["path"] not in seen]
+                for c in _rsync.parse_itemized(out):
+                    if c["path"] not in seen:
+                        seen.add(c["path"])
+                        changes.append(c)
                 stats = _rsync.parse_stats(out)
                 totals["files_transferred"] += stats.get("files_transferred", 0)
                 totals["bytes_transferred"] += stats.get("bytes_sent", 0) + stats.get("bytes_received", 0)
@@ -786,22 +796,21 @@ class ModelCacheSync(object):
         self.check_seeds()
         return self.verify(self.blobs_to_verify(changes))
 
-    def start_hasher(self, changes):
-        """Hash the blobs the plan says this run writes while the transfer goes on."""
-        if self.params["verify"] == "none":
-            planned = []
-        else:
-            planned = [c["path"] for c in changes if c["type"] == "file"]
-        seeded = [os.path.relpath(p, self.dest) for p in self.seeds]
-        self.hasher = BlobHasher(self.dest, self.lfs_blobs(planned + seeded)).start()
+    def start_hasher(self, planned):
+        """Hash the blobs the plan says this run writes while the transfer goes on
+        (with verify=all, the others are hashed after it)."""
+        scope = "none" if self.params["verify"] == "none" else "new"
+        self.hasher = BlobHasher(self.dest, self.blobs_to_verify(planned, scope)).start()
 
-    def blobs_to_verify(self, changes):
-        """Blobs to check against their names: those this run wrote (new), every one
-        (all), and in any case those seeded from an older revision."""
+    def blobs_to_verify(self, changes, scope=None):
+        """Blobs to check against their names: those of the changes (``scope`` new),
+        every one under dest (all), and in any case those seeded from an older
+        revision. ``scope`` is the verify option unless given."""
+        scope = scope or self.params["verify"]
         seeded = [os.path.relpath(p, self.dest) for p in self.seeds]
-        if self.params["verify"] == "none":
+        if scope == "none":
             paths = seeded
-        elif self.params["verify"] == "new":
+        elif scope == "new":
             paths = [c["path"] for c in changes if c["type"] == "file"] + seeded
         else:
             paths = []
@@ -809,11 +818,6 @@ class ModelCacheSync(object):
                 dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
                 rel = os.path.relpath(dirpath, self.dest)
                 paths += [os.path.join(rel, f) for f in filenames]
-        return self.lfs_blobs(paths)
-
-    @staticmethod
-    def lfs_blobs(paths):
-        """The LFS blobs (sha256-named files in a repo's blobs/) among paths, sorted."""
         blobs = []
         for path in sorted(set(os.path.normpath(p) for p in paths)):
             split = hf.split_repo_path(path)

@@ -31,7 +31,7 @@ def test_case(case, tmp_path):
     case = expand(case, names)
     with mock.patch.object(model_cache_sync.tempfile, "mkdtemp", return_value=str(ctl)), \
             mock.patch.object(model_cache_sync, "read_cpuinfo", return_value=case.get("cpuinfo", "")):
-        result, failed, _commands = run_module(
+        result, failed, commands = run_module(
             model_cache_sync.main, case["input"], case.get("commands", ()),
             check_mode=case.get("check_mode", False), diff=case.get("diff", False),
             euid=case.get("euid", 0))
@@ -43,5 +43,5 @@ def test_case(case, tmp_path):
     check_output(result, expected)
     if case.get("diff") and not failed:
         assert result["diff"]["prepared"].count("\n") == result["changed_files_count"]
-    if _commands.calls and case["input"].get("src_host"):
+    if commands.calls and case["input"].get("src_host"):
         assert not ctl.exists()  # the shared connection's directory is gone at the end
