@@ -103,8 +103,8 @@ def current_commits(root, repo):
     for dirpath, _dirnames, filenames in os.walk(refs):
         for name in filenames:
             try:
-                with open(os.path.join(dirpath, name)) as f:
-                    commits.add(f.read().strip())
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    commits.add(f.read(256).decode("ascii", "replace").strip())
             except (IOError, OSError):
                 pass
     return commits
@@ -172,21 +172,110 @@ def models_filters(repo_dirs):
     return rules
 
 
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _path_problem(filename):
+    """Why a file path inside a repo could leave it (``..``, absolute); None if not."""
+    if not filename or filename.startswith("/") or "\0" in filename:
+        return "not a path inside the repo"
+    if ".." in filename.split("/"):
+        return "'..' leaves the repo"
+    return None
+
+
+def read_ref(repo_path, revision="main"):
+    """(commit, problem) of ``refs/<revision>`` in a repo directory. Read as bytes: a
+    damaged ref (not UTF-8, not a commit hash) is a problem, never an exception."""
+    try:
+        with open(os.path.join(repo_path, "refs", revision), "rb") as f:
+            data = f.read(256)
+    except (IOError, OSError):
+        return None, "no refs/%s" % revision
+    commit = data.decode("ascii", "backslashreplace").strip()
+    if not _COMMIT_RE.match(commit):
+        return None, "refs/%s is not a commit hash ('%s')" % (revision, commit[:48])
+    return commit, None
+
+
 def cached_file_problem(root, repo_id, filename, revision="main"):
     """Why ``filename`` of ``repo_id`` would not resolve from the cache at ``root`` with
     HF_HUB_OFFLINE=1, as huggingface_hub resolves it (refs/<revision> -> snapshots/
     <commit>/<filename> -> blob); None when it resolves. Read-only."""
-    repo = os.path.join(root, repo_dir_name(repo_id) or repo_id)
+    problem = _path_problem(filename)
+    if problem:
+        return problem
+    name = repo_dir_name(repo_id)
+    if not name:
+        return "not a repo id"
+    repo = os.path.join(root, name)
     if not os.path.isdir(repo):
         return "repo not in the cache"
-    try:
-        with open(os.path.join(repo, "refs", revision)) as f:
-            commit = f.read().strip()
-    except (IOError, OSError):
-        return "no refs/%s" % revision
+    commit, problem = read_ref(repo, revision)
+    if problem:
+        return problem
     snapshot = os.path.join(repo, "snapshots", commit, filename)
     if os.path.isfile(snapshot):
         return None
     if os.path.islink(snapshot):
         return "snapshot %s links to a missing blob" % commit[:12]
     return "not in snapshot %s" % commit[:12]
+
+
+def resolve_blob(root, repo_id, filename, revision="main"):
+    """(blob path, problem): the file holding ``filename`` of ``repo_id`` in the cache at
+    ``root``, resolved ref -> snapshot -> blob without following any link out of the
+    repo: the snapshot entry must be a relative symlink to a regular file in the
+    repo's ``blobs/`` (or a regular file in the snapshot itself). For hard-linking
+    blobs elsewhere in the same cache. Read-only."""
+    problem = _path_problem(filename)
+    if problem:
+        return None, problem
+    name = repo_dir_name(repo_id)
+    if not name:
+        return None, "not a repo id"
+    repo = os.path.join(root, name)
+    if not os.path.isdir(repo) or os.path.islink(repo):
+        return None, "repo not in the cache" if not os.path.islink(repo) else "repo directory is a symlink"
+    commit, problem = read_ref(repo, revision)
+    if problem:
+        return None, problem
+    snapshot_dir = os.path.join(repo, "snapshots", commit)
+    entry = os.path.join(snapshot_dir, filename)
+    # Every directory between the snapshot and the entry must be a real directory.
+    parent = snapshot_dir
+    for part in filename.split("/")[:-1]:
+        parent = os.path.join(parent, part)
+        if os.path.islink(parent):
+            return None, "snapshot %s: %s is a symlink" % (commit[:12], os.path.relpath(parent, snapshot_dir))
+    if os.path.islink(entry):
+        target = os.readlink(entry)
+        rel = link_target_path(os.path.relpath(entry, repo).replace(os.sep, "/"), target)
+        if rel is None or not rel.startswith("blobs/") or "/" in rel[len("blobs/"):]:
+            return None, "snapshot %s %s links outside the repo's blobs (%s)" % (commit[:12], filename, target)
+        blob = os.path.join(repo, *rel.split("/"))
+        if os.path.islink(blob) or not os.path.isfile(blob):
+            return None, "snapshot %s links to a missing blob" % commit[:12]
+        return blob, None
+    if os.path.isfile(entry):
+        return entry, None
+    if os.path.lexists(entry):
+        return None, "snapshot %s %s is not a file" % (commit[:12], filename)
+    return None, "not in snapshot %s" % commit[:12]
+
+
+def blob_matches(blob, path):
+    """Whether the file at ``path`` has the content of ``blob``: by its sha256 when the
+    blob is an LFS blob (named by it), else byte for byte. Read-only."""
+    if os.path.getsize(blob) != os.path.getsize(path):
+        return False
+    name = os.path.basename(blob)
+    if is_lfs_blob(name):
+        return blob_sha256(path) == name
+    with open(blob, "rb") as a, open(path, "rb") as b:
+        while True:
+            x, y = a.read(1 << 20), b.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True

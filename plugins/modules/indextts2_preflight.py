@@ -13,17 +13,34 @@ module: indextts2_preflight
 short_description: Prove an IndexTTS2 install will start offline from its model cache
 version_added: 0.1.0
 description:
-  - Run before starting IndexTTS2. Checks that every file the pinned IndexTTS2 reads at
-    start is in place, so the application never tries to download a model (which, with
-    C(HF_HUB_OFFLINE=1), is an error at start, and without it a silent download).
-  - The checkpoint files in O(model_dir), and every Hugging Face file in O(hf_files),
-    resolved as huggingface_hub resolves them offline (C(refs/main), then the snapshot
-    of that commit, then the blob the snapshot links to).
-  - Reads the installed source to learn what the pinned version does. Some IndexTTS2
-    releases set C(HF_HUB_CACHE) to C(./checkpoints/hf_cache) in their code, overriding
-    the environment; the cache checked is then that one, relative to O(app_dir), the
-    service's working directory. Older C(webui.py) take no C(--version) option.
-  - Fails listing exactly which files are missing; changes nothing.
+  - Run before starting IndexTTS2. Checks that every file the installed IndexTTS2 release
+    reads at start is in place, so the application never tries to download a model (which,
+    with C(HF_HUB_OFFLINE=1), is an error at start, and without it a silent download), and
+    never tries to write into a read-only cache.
+  - Learns what to check from the release itself (O(app_dir)), not from a list kept by hand.
+    It reads C(webui.py) for the model versions it serves (C(--version) choices and default;
+    releases before v2.5.0 have no C(--version) and serve version 2 only) and the inference
+    module that serves the chosen version; the checkpoint names come from the cache's
+    C(config.yaml) (C(gpt_checkpoint), C(s2mel_checkpoint), C(w2v_stat), C(emo_matrix),
+    C(spk_matrix), C(qwen_emo_path), C(dataset.bpe_model), C(vocoder.name)), the lists
+    C(webui.py) checks itself are added, and for version 2 those of C(indextts/cli_v2.py).
+    RV(manifest) lists everything checked and why.
+  - Releases before upstream commit 803a082 (v2.0.0) read the Hugging Face models through the
+    hub layout, resolved here as huggingface_hub resolves them offline (C(refs/main), then the
+    snapshot of that commit, then the blob it links to), in O(hf_cache). C(webui.py) imports
+    gradio, and with it huggingface_hub, before the inference module that sets C(HF_HUB_CACHE)
+    in code, so the environment's C(HF_HUB_CACHE) wins; the module checks that order in the
+    source (RV(hf_cache_from) says what it found).
+  - Releases from 803a082 on (v2.5.0) read them from a flat C(<model_dir>/hf_cache/)
+    (C(w2v-bert-2.0/), C(semantic_codec_model.safetensors), C(campplus_cn_common.bin),
+    C(bigvgan/)) and, when that is missing, copy them there out of a hub cache at first start,
+    which fails on a read-only cache. Lay the flat cache out on the golden host with
+    M(indextts.deploy.indextts2_cache_layout). A cache in the other release's layout is named
+    as such in the failure.
+  - Refuses a O(model_version) the release does not serve (naming those it does), and one it
+    serves but cannot synthesize with (v2.5.0's web UI passes C(duration_factor) to the
+    version 2 model, which does not take it; the page loads, speech fails).
+  - Fails listing every missing file; changes nothing.
 author:
   - indextts.deploy maintainers (@indextts)
 attributes:
@@ -46,190 +63,228 @@ options:
     type: path
   hf_cache:
     description:
-      - The Hugging Face cache the service's environment names (C(HF_HUB_CACHE)).
-        Ignored, with the reason in RV(hf_cache_from), when the source overrides it.
+      - The Hugging Face hub cache the service's environment names (C(HF_HUB_CACHE)).
+      - Required for releases that read the hub layout (before 803a082), unless the
+        release sets the cache in code before huggingface_hub is imported (then that path
+        is checked; RV(hf_cache_from) says so). Releases reading the flat layout ignore
+        it, except to check O(hf_files) and to recognise a cache that was not laid out.
     type: path
-    required: true
-  checkpoint_files:
-    description: Files IndexTTS2 checks in O(model_dir) at start.
-    type: list
-    elements: str
-    default: [bpe.model, gpt.pth, config.yaml, s2mel.pth, wav2vec2bert_stats.pt]
-  hf_files:
-    description:
-      - The Hugging Face files it loads, as a mapping of repo id (C(org/name)) to the
-        list of files in that repo.
-    type: dict
-    required: true
   model_version:
     description:
-      - The model version to serve (C(--version) of newer C(webui.py), V(2) or V(2.5)).
-        Empty to pass no C(--version). A build whose C(webui.py) has no C(--version)
-        serves IndexTTS2 only, so it accepts V(2) (passing nothing) and refuses others.
+      - The model version to serve (C(--version) of C(webui.py)). Empty for the release's
+        default (C(2.5) on v2.5.0, C(2) on releases without C(--version)).
     type: str
     default: ""
+  checkpoint_files:
+    description:
+      - Files to check in O(model_dir) in addition to those the release reads. Paths
+        relative to O(model_dir); absolute paths and C(..) are refused.
+    type: list
+    elements: str
+    default: []
+  hf_files:
+    description:
+      - Hugging Face files to check in the hub cache O(hf_cache) in addition to those the
+        release reads, as a mapping of repo id (C(org/name)) to the list of files in that
+        repo. Paths with C(..) or absolute are refused.
+    type: dict
+    default: {}
 notes:
   - Checks presence and resolution, not content; model_cache_sync verifies content.
 seealso:
+  - module: indextts.deploy.indextts2_cache_layout
   - module: indextts.deploy.cache_link
   - module: indextts.deploy.model_cache_sync
 """
 
 EXAMPLES = r"""
-- name: Prove the cache is complete for the pinned IndexTTS2
+- name: Prove the cache is complete for the pinned IndexTTS2 (before the link is made)
   indextts.deploy.indextts2_preflight:
-    app_dir: /opt/indextts2/current
+    app_dir: /opt/indextts2/releases/39207d9
+    model_dir: /srv/indextts/cache/checkpoints
     hf_cache: /srv/indextts/cache/hf_cache
-    model_version: "2"
-    hf_files:
-      facebook/w2v-bert-2.0: [config.json, preprocessor_config.json, model.safetensors]
-      amphion/MaskGCT: [semantic_codec/model.safetensors]
-      funasr/campplus: [campplus_cn_common.bin]
-      nvidia/bigvgan_v2_22khz_80band_256x: [config.json, bigvgan_generator.pt]
   register: preflight
+
+- name: Start the web UI with the arguments the release takes
+  ansible.builtin.debug:
+    msg: "webui.py --model_dir /srv/indextts/cache/checkpoints {{ preflight.webui_args | join(' ') }}"
 """
 
 RETURN = r"""
-hf_cache:
-  description: The Hugging Face cache the application will read, resolved to a real path.
-  returned: always
+era:
+  description: >-
+    How the release reads its Hugging Face models: C(hub) (the hub layout, before upstream
+    803a082) or C(flat) (C(<model_dir>/hf_cache/), from 803a082 on).
+  returned: success or a missing file
   type: str
-  sample: /srv/indextts/cache/hf_cache
-hf_cache_from:
-  description: Why that cache (C(environment), or the source file that sets it).
-  returned: always
+  sample: flat
+model_version:
+  description: The model version checked (O(model_version), or the release's default).
+  returned: success or a missing file
   type: str
-  sample: environment
+  sample: "2.5"
+versions:
+  description: The model versions the release's C(webui.py) serves.
+  returned: success or a missing file
+  type: list
+  elements: str
+  sample: ["2", "2.5"]
 webui_args:
   description: The version arguments to pass to C(webui.py) (empty when it takes none).
-  returned: always
+  returned: success or a missing file
   type: list
   elements: str
-  sample: [--version, "2"]
+  sample: [--version, "2.5"]
+hf_cache:
+  description: The Hugging Face cache checked, resolved to a real path (the flat directory for C(flat) releases).
+  returned: success or a missing file
+  type: str
+  sample: /srv/indextts/cache/checkpoints/hf_cache
+hf_cache_from:
+  description: Why that cache, with the places in the source that decide it.
+  returned: success or a missing file
+  type: str
+  sample: "environment: webui.py:50 imports gradio (and with it huggingface_hub ...) before webui.py:51 imports indextts/infer_v2.py ..."
+manifest:
+  description: >-
+    What was checked: one entry per file or directory, with C(kind) (C(checkpoint),
+    C(checkpoint_dir), C(hf_hub), C(hf_flat), C(config_key)), C(path) or C(repo) and C(file),
+    and C(why) (the key of C(config.yaml) and the line of the source that reads it).
+  returned: success or a missing file
+  type: list
+  elements: dict
+  sample: [{kind: checkpoint, path: feat1.pt, why: "config.yaml spk_matrix, read by indextts/infer_v2.py:186"}]
 checked:
-  description: How many files were checked.
-  returned: always
+  description: How many entries were checked.
+  returned: success or a missing file
   type: int
-  sample: 13
+  sample: 15
 missing:
-  description: Each missing file, with the reason for Hugging Face files.
-  returned: always
+  description: Each entry not in place, with the reason where it is more than absence.
+  returned: success or a missing file
   type: list
   elements: str
-  sample: ["hf_cache funasr/campplus campplus_cn_common.bin (no refs/main)"]
+  sample: ["checkpoints feat1.pt", "hf_cache funasr/campplus campplus_cn_common.bin (no refs/main)",
+           "hf_cache (flat) w2v-bert-2.0/model.safetensors"]
 """
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.indextts.deploy.plugins.module_utils._hfcache import cached_file_problem
-
-# An unconditional `os.environ['HF_HUB_CACHE'] = '<literal>'` in the source: it wins
-# over the service's environment. (Newer releases only set it when it is unset.)
-_HF_OVERRIDE_RE = re.compile(r"""^os\.environ\[\s*["']HF_HUB_CACHE["']\s*\]\s*=\s*["']([^"']+)["']""", re.M)
-_VERSION_OPTION_RE = re.compile(r"""add_argument\(\s*["']--version["']""")
-# Where IndexTTS2 decides its cache at import time.
-SOURCE_FILES = ("webui.py", "indextts/infer_v2.py", "indextts/infer_v2_5.py", "indextts/infer.py")
-
-
-def read_source(app_dir, rel):
-    try:
-        with open(os.path.join(app_dir, rel)) as f:
-            return f.read()
-    except (IOError, OSError):
-        return None
-
-
-def source_hf_override(sources):
-    """(file, path) of the first unconditional HF_HUB_CACHE assignment, else None.
-    ``sources`` maps relative file names to their text (None when absent)."""
-    for rel in SOURCE_FILES:
-        m = _HF_OVERRIDE_RE.search(sources.get(rel) or "")
-        if m:
-            return rel, m.group(1)
-    return None
-
-
-def version_args(webui_source, model_version):
-    """(args, error): the --version arguments for webui.py, or why none can serve it."""
-    if not model_version:
-        return [], None
-    if _VERSION_OPTION_RE.search(webui_source):
-        return ["--version", model_version], None
-    if model_version == "2":
-        return [], None
-    return None, ("model_version is %s, but this IndexTTS2 build's webui.py has no --version "
-                  "option and serves IndexTTS2 (version 2) only; set model_version to 2 or "
-                  "install a newer release" % model_version)
+from ansible_collections.indextts.deploy.plugins.module_utils import _indextts2 as release
+from ansible_collections.indextts.deploy.plugins.module_utils._hfcache import repo_dir_name
 
 
 class Preflight(object):
     def __init__(self, module):
         self.module = module
         p = module.params
-        self.app_dir = p["app_dir"]
+        self.app_dir = p["app_dir"].rstrip(os.sep) or os.sep
         self.model_dir = p["model_dir"] or os.path.join(self.app_dir, "checkpoints")
 
-    # -- inspect: reads only ---------------------------------------------------
-    def check_params(self):
-        p = self.module.params
-        if not os.path.isfile(os.path.join(self.app_dir, "webui.py")):
-            self.module.fail_json(msg="app_dir %s holds no webui.py; install IndexTTS2 there first, "
-                                      "or point app_dir at its source tree" % self.app_dir)
-        for repo, files in p["hf_files"].items():
-            if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
-                self.module.fail_json(msg="hf_files[%r] must be a non-empty list of file names in that "
-                                          "repo, got %r" % (repo, files))
-        if p["model_version"] not in ("", "2", "2.5"):
-            self.module.fail_json(msg="model_version must be 2, 2.5 or empty, got %r" % p["model_version"])
+    def fail(self, msg, **kwargs):
+        self.module.fail_json(msg=msg, **kwargs)
 
-    def effective_hf_cache(self, sources):
-        override = source_hf_override(sources)
-        if override is None:
-            return self.module.params["hf_cache"], "environment"
-        rel, path = override
-        # A relative path is relative to the working directory, which is app_dir, and
-        # app_dir/checkpoints is (or will be) model_dir.
+    # -- inspect: reads only ---------------------------------------------------
+    def additions(self):
+        """The extra entries asked for, refusing any path that would leave the cache."""
+        p = self.module.params
+        entries, bad = [], []
+        for name in p["checkpoint_files"]:
+            problem = release.safe_relpath(name)
+            if problem:
+                bad.append("checkpoint_files %r: %s" % (name, problem))
+            else:
+                entries.append({"kind": "checkpoint", "path": name, "why": "checkpoint_files"})
+        for repo in sorted(p["hf_files"]):
+            files = p["hf_files"][repo]
+            if not repo_dir_name(repo):
+                bad.append("hf_files %r: not a repo id (org/name)" % repo)
+                continue
+            if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+                bad.append("hf_files[%r] must be a non-empty list of file names in that repo, got %r" % (repo, files))
+                continue
+            for name in files:
+                problem = release.safe_relpath(name)
+                if problem:
+                    bad.append("hf_files[%r] %r: %s" % (repo, name, problem))
+                else:
+                    entries.append({"kind": "hf_hub", "repo": repo, "file": name, "why": "hf_files"})
+        if bad:
+            self.fail("refusing paths that would leave the cache or are not paths in it: %s" % "; ".join(bad))
+        return entries
+
+    def inspect(self):
+        """Read the release and the cache's config.yaml: (facts, version, info, config)."""
+        if not os.path.isfile(os.path.join(self.app_dir, "webui.py")):
+            self.fail("app_dir %s holds no webui.py; install IndexTTS2 there first, or point app_dir at its "
+                      "source tree" % self.app_dir)
+        try:
+            facts = release.release_facts(self.app_dir)
+            version, info, error = release.version_facts(facts, self.module.params["model_version"])
+            if error:
+                self.fail(error, versions=facts["versions"])
+            config = release.read_config(self.model_dir)
+        except release.ReleaseError as e:
+            self.fail(str(e))
+        return facts, version, info, config
+
+    def hub_cache(self, info):
+        """(path, from): the hub cache a hub-era release reads."""
+        given = self.module.params["hf_cache"]
+        if info["hf_cache_env_wins"]:
+            if not given:
+                self.fail("hf_cache is required for this IndexTTS2 release: it reads the Hugging Face hub cache "
+                          "named by HF_HUB_CACHE in the service's environment (%s)" % info["hf_cache_reason"])
+            return given, "environment: %s" % info["hf_cache_reason"]
+        # The release sets it in code, relative to the working directory (app_dir),
+        # where app_dir/checkpoints is (or will be) model_dir.
+        path = info["hf_cache_override"]
         inside = os.path.normpath(path)
         if inside == "checkpoints" or inside.startswith("checkpoints" + os.sep):
             resolved = os.path.join(self.model_dir, inside[len("checkpoints"):].lstrip(os.sep))
         else:
             resolved = os.path.join(self.app_dir, path)
-        return resolved.rstrip(os.sep), "%s (sets HF_HUB_CACHE=%s itself)" % (rel, path)
+        return resolved.rstrip(os.sep), info["hf_cache_reason"]
 
-    def missing(self, hf_cache):
-        p = self.module.params
-        gaps, checked = [], 0
-        for name in p["checkpoint_files"]:
-            checked += 1
-            if not os.path.exists(os.path.join(self.model_dir, name)):
-                gaps.append("checkpoints %s" % name)
-        for repo in sorted(p["hf_files"]):
-            for name in p["hf_files"][repo]:
-                checked += 1
-                problem = cached_file_problem(hf_cache, repo, name)
-                if problem:
-                    gaps.append("hf_cache %s %s (%s)" % (repo, name, problem))
-        return gaps, checked
+    # -- plan: what the release needs, and what of it is missing -----------------
+    def plan(self, facts, version, info, config):
+        try:
+            entries = release.manifest(facts, version, config) + self.additions()
+        except release.ReleaseError as e:
+            self.fail(str(e))
+        if info["era"] == "flat":
+            hf_cache = os.path.join(self.model_dir, release.FLAT_DIR)
+            hf_cache_from = ("flat: %s reads %s/ (the layout of releases from upstream 803a082 on); "
+                             "HF_HUB_CACHE is not read for these" % (info["module"], hf_cache))
+            hub = self.module.params["hf_cache"]
+        else:
+            hf_cache, hf_cache_from = self.hub_cache(info)
+            hub = hf_cache
+        missing, checked = release.check(entries, self.model_dir, hub)
+        return entries, missing, checked, hf_cache, hf_cache_from, hub
 
     def run(self):
-        self.check_params()
-        sources = dict((rel, read_source(self.app_dir, rel)) for rel in SOURCE_FILES)
-        args, error = version_args(sources["webui.py"], self.module.params["model_version"])
-        if error:
-            self.module.fail_json(msg=error)
-        hf_cache, hf_cache_from = self.effective_hf_cache(sources)
-        gaps, checked = self.missing(hf_cache)
-        result = {"changed": False, "hf_cache": os.path.realpath(hf_cache), "hf_cache_from": hf_cache_from,
-                  "webui_args": args, "checked": checked, "missing": gaps}
-        if gaps:
-            result["msg"] = ("IndexTTS2 in %s would try to download %d of the %d files it loads at "
-                             "start; with HF_HUB_OFFLINE=1 it would fail instead. Missing from model_dir "
-                             "%s and Hugging Face cache %s (%s): %s. Complete the cache on the golden "
-                             "host and sync again." % (self.app_dir, len(gaps), checked, self.model_dir,
-                                                       hf_cache, hf_cache_from, "; ".join(gaps)))
-            self.module.fail_json(**result)
+        facts, version, info, config = self.inspect()
+        entries, missing, checked, hf_cache, hf_cache_from, hub = self.plan(facts, version, info, config)
+        result = {"changed": False, "era": info["era"], "model_version": version, "versions": facts["versions"],
+                  "webui_args": release.webui_args(facts, version), "hf_cache": os.path.realpath(hf_cache),
+                  "hf_cache_from": hf_cache_from, "manifest": entries, "checked": checked, "missing": missing}
+        if missing:
+            mismatch = release.layout_mismatch(info["era"], entries, missing, self.model_dir, hub)
+            where = ("model_dir %s and its flat %s/" % (self.model_dir, hf_cache) if info["era"] == "flat"
+                     else "model_dir %s and the Hugging Face cache %s" % (self.model_dir, hf_cache))
+            msg = ("IndexTTS2 %s (model version %s) in %s would not start offline: %d of the %d files it reads at "
+                   "start are missing from %s: %s. "
+                   % (info["module"], version, self.app_dir, len(missing), checked, where, "; ".join(missing)))
+            if mismatch:
+                msg += mismatch[0].upper() + mismatch[1:] + "."
+            elif info["era"] == "flat":
+                msg += ("Complete the cache on the golden host (indextts.deploy.indextts2_cache_layout lays out "
+                        "and checks the flat hf_cache) and sync again.")
+            else:
+                msg += "Complete the cache on the golden host and sync again."
+            self.fail(msg, **result)
         return result
 
 
@@ -238,12 +293,10 @@ def main():
         argument_spec=dict(
             app_dir=dict(type="path", required=True),
             model_dir=dict(type="path"),
-            hf_cache=dict(type="path", required=True),
-            checkpoint_files=dict(type="list", elements="str",
-                                  default=["bpe.model", "gpt.pth", "config.yaml", "s2mel.pth",
-                                           "wav2vec2bert_stats.pt"]),
-            hf_files=dict(type="dict", required=True),
+            hf_cache=dict(type="path"),
             model_version=dict(type="str", default=""),
+            checkpoint_files=dict(type="list", elements="str", default=[]),
+            hf_files=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
