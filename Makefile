@@ -9,7 +9,11 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 COLLECTION_LINK := .cache/collections/ansible_collections/indextts/deploy
 LAB_INVENTORY := .lab/inventory.yml
-APP_ARCHIVE := $(CURDIR)/.cache/lab/indextts2-app.tar.gz
+# The lab deploys the real IndexTTS2 at the default pin, from its source archive (GitHub
+# is not reachable here), a wheelhouse and tiny random weights made on this host.
+INDEXTTS2_PIN ?= 830f6f8f94a51fea23ab1d639027a86200075a4e
+INDEXTTS2_SRC ?= $(abspath $(CURDIR)/../shared/indextts2-src)
+LAB_ASSETS := $(HOME)/.cache/indextts-deploy
 MODULES := $(patsubst plugins/modules/%.py,indextts.deploy.%,$(wildcard plugins/modules/*.py))
 ROLES := $(patsubst roles/%/,indextts.deploy.%,$(wildcard roles/*/))
 
@@ -17,11 +21,14 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export INDEXTTS_LAB_IMAGE := $(shell tests/lab/image/build.sh --tag)
+export INDEXTTS2_ARCHIVE := $(INDEXTTS2_SRC)/index-tts-$(INDEXTTS2_PIN).tar.gz
+export INDEXTTS_WHEELHOUSE ?= $(LAB_ASSETS)/wheelhouse
+export INDEXTTS_LAB_WEIGHTS ?= $(LAB_ASSETS)/weights-$(INDEXTTS2_PIN)
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help demo test setup host venv collection image lab-up lab-down \
-        lint sanity unit molecule bench build clean app-archive
+        lint sanity unit molecule bench build clean lab-assets
 
 help:
 	@echo "make demo   set up, start the local lab, run site.yml against it"
@@ -29,7 +36,7 @@ help:
 	@echo "make lab-down   remove the lab containers"
 
 ## Set-up shared by demo and test ---------------------------------------------
-setup: host venv collection image app-archive
+setup: host venv collection image lab-assets
 
 host:
 	bash tests/lab/host-setup.sh
@@ -47,9 +54,10 @@ collection:
 image: host
 	tests/lab/image/build.sh >/dev/null
 
-# The lab's IndexTTS2 stand-in as a source archive (indextts2_archive in the lab).
-app-archive:
-	tests/lab/app-archive.sh $(APP_ARCHIVE)
+# The real IndexTTS2's lab assets, cached in ~/.cache/indextts-deploy: the wheelhouse
+# golden installs from, and tiny random weights made with its own model classes.
+lab-assets: venv
+	tests/lab/indextts2/assets.sh $(INDEXTTS2_ARCHIVE) $(INDEXTTS_WHEELHOUSE) $(INDEXTTS_LAB_WEIGHTS)
 
 ## The main job ---------------------------------------------------------------
 demo: setup lab-up
@@ -59,7 +67,7 @@ demo: setup lab-up
 lab-up: setup
 	ansible-playbook tests/lab/lab-up.yml
 
-lab-down:
+lab-down: venv
 	ansible-playbook tests/lab/lab-down.yml
 
 ## What CI checks -------------------------------------------------------------

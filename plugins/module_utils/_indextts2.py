@@ -442,7 +442,7 @@ def _scan_module(app_dir, rel, text, flat):
         files = []
         for brel, btext in sources:
             if brel.endswith("bigvgan.py") and btext:
-                files = [f for f in re.findall(r"""filename\s*=\s*["']([^"']+)["']""", btext)]
+                files = re.findall(r"""filename\s*=\s*["']([^"']+)["']""", btext)
         if cfg and files:
             hub.append({"config_key": "%s.%s" % cfg.groups(), "files": sorted(set(files), key=files.index),
                         "source": "%s:%d BigVGAN.from_pretrained" % (rel, line_of(text, bigvgan.start()))})

@@ -91,7 +91,8 @@ def make_checkpoints(model_dir, names, config_text):
 @pytest.fixture
 def make_cache(tmp_path, releases):
     """make_cache(checkpoints=..., hub=True) -> the cache dir (checkpoints/, hf_cache/)."""
-    def make(checkpoints=V2_CHECKPOINTS, hub=True, config_text=None, name="cache"):
+    def make(checkpoints=None, hub=True, config_text=None, name="cache"):
+        checkpoints = V2_CHECKPOINTS if checkpoints is None else checkpoints
         root = tmp_path / name
         make_checkpoints(str(root / "checkpoints"), checkpoints,
                          config_text if config_text is not None else v2_config(releases["v2.0.0"]))

@@ -160,7 +160,7 @@ def test_config_parser_agrees_with_yaml(releases):
     parsed = release.parse_config(text)
     full = yaml.safe_load(text)
     for key in release.CONFIG_DEFAULTS:
-        section, _, sub = key.partition(".")
+        section, dummy, sub = key.partition(".")
         want = full[section][sub] if sub else full[key]
         assert parsed[key] == want, key
     assert release.CONFIG_DEFAULTS == dict((k, parsed[k]) for k in release.CONFIG_DEFAULTS)
