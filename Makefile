@@ -11,7 +11,7 @@ COLLECTION_LINK := .cache/collections/ansible_collections/indextts/deploy
 LAB_INVENTORY := .lab/inventory.yml
 # The lab deploys the real IndexTTS2 at the default pin, from its source archive (GitHub
 # is not reachable here), a wheelhouse and tiny random weights made on this host.
-INDEXTTS2_PIN ?= 830f6f8f94a51fea23ab1d639027a86200075a4e
+INDEXTTS2_PIN ?= 39207d91c30899cad1e7c1b9eb678c241f678e55
 INDEXTTS2_SRC ?= $(abspath $(CURDIR)/../shared/indextts2-src)
 LAB_ASSETS := $(HOME)/.cache/indextts-deploy
 MODULES := $(patsubst plugins/modules/%.py,indextts.deploy.%,$(wildcard plugins/modules/*.py))

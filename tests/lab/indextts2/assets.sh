@@ -22,7 +22,8 @@ export INDEXTTS_INSTALLER=${INDEXTTS_INSTALLER:-uv}
 env_dir=$HOME/.cache/indextts-deploy/env-$commit
 if [ -z "$version" ]; then
     # The release's default model version: 2.5 where webui.py offers --version 2.5.
-    if tar -xzOf "$archive" "index-tts-$commit/webui.py" | grep -q '"--version".*default="2.5"'; then version=2.5; else version=2; fi
+    webui=$(tar -xzOf "$archive" "index-tts-$commit/webui.py")
+    if grep -q '"--version".*default="2.5"' <<<"$webui"; then version=2.5; else version=2; fi
 fi
 
 echo "assets: wheelhouse for $commit (first run: ~4.5 GB from PyPI, 2-4 min)"
