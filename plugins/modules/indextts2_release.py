@@ -132,7 +132,9 @@ RECORD = ".indextts-release.json"
 CONSTRAINTS = ".venv/indextts-constraints.txt"
 _INTERPRETER_PROBE = ("import json, os, platform, sys; print(json.dumps({'python': os.path.realpath(sys.executable), "
                       "'python_version': platform.python_version(), 'machine': platform.machine()}))")
-_MISSING_DIST_RE = re.compile(r"No matching distribution found for ([^\s(]+)")
+# pip's words for a package it cannot find: with no constraint, and when the locked
+# version a constraint asks for is not there.
+_MISSING_DIST_RE = re.compile(r"No matching distribution found for ([^\s(]+)|The user requested \(constraint\) (\S+)")
 
 
 class Release(object):
@@ -221,7 +223,7 @@ class Release(object):
     # -- apply ---------------------------------------------------------------------
     def pip_failure(self, out, err):
         text = (err or "") + (out or "")
-        missing = _MISSING_DIST_RE.findall(text)
+        missing = [found or constrained for found, constrained in _MISSING_DIST_RE.findall(text)]
         if missing and self.p["wheelhouse"]:
             return ("wheelhouse %s lacks %s: add the wheels (tests/lab/indextts2/wheelhouse.sh makes them from "
                     "the release's uv.lock on a connected machine)" % (self.p["wheelhouse"], ", ".join(sorted(set(missing)))))
@@ -246,8 +248,11 @@ class Release(object):
             argv += ["--no-index", "--find-links", self.p["wheelhouse"]]
         elif self.p["index_url"]:
             argv += ["--index-url", self.p["index_url"]]
-        rc, out, err = self.module.run_command(argv + [target], cwd=self.path,
-                                               environ_update={"PIP_NO_CACHE_DIR": "1", "PIP_CONFIG_FILE": os.devnull})
+        # Only the sources named here: no pip configuration or PIP_* settings of the host.
+        environ = dict((k, "") for k in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX",
+                                         "PIP_CONSTRAINT", "PIP_REQUIREMENT") if k in os.environ)
+        environ.update(PIP_NO_CACHE_DIR="1", PIP_CONFIG_FILE=os.devnull)
+        rc, out, err = self.module.run_command(argv + [target], cwd=self.path, environ_update=environ)
         if rc != 0:
             self.module.fail_json(msg=self.pip_failure(out, err))
         for argv in self.p["warmup"]:
