@@ -135,13 +135,15 @@ def source_spec(src, host=None, user=None):
 
 def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
                remote_shell=None, timeout=None, compress=False, bwlimit=None,
-               chown=None, preserve_owner=True, files_from=False, block_size=None):
+               chown=None, preserve_owner=True, files_from=False, block_size=None, dir_times=True):
     """argv of one rsync run that itemizes every change and prints its statistics.
 
     ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
     Without ``dest`` the run only lists the source (``--list-only``). With
     ``files_from`` it transfers only the NUL-separated paths given on its standard
-    input (directories without recursion), instead of walking the whole tree.
+    input (directories without recursion), instead of walking the whole tree. Without
+    ``dir_times`` directories keep their own mtimes (``--omit-dir-times``), so files an
+    application adds on the destination do not make a directory differ.
     """
     argv = [rsync, "--dirs" if files_from else "--recursive",
             "--links", "--perms", "--times", "--devices", "--specials"]
@@ -154,6 +156,8 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
         # second of the last sync has the same size (40 hex digits), and rsync's
         # default whole-second check would keep the stale ref.
         argv += ["--modify-window=-1", "--out-format=" + OUT_FORMAT, "--stats", "--no-human-readable"]
+    if not dir_times:
+        argv.append("--omit-dir-times")
     if preserve_owner:
         argv += ["--owner", "--group"]
     if chown:

@@ -142,6 +142,13 @@ options:
         the whole sync.
     type: int
     default: 0
+  dir_times:
+    description:
+      - Give directories the source's modification times. V(false) leaves directory times
+        alone, for a tree an application adds its own files to (an IndexTTS2 release,
+        whose web UI writes C(outputs/)), so those files do not make a rerun report a change.
+    type: bool
+    default: true
   owner:
     description: Owner of everything that lands in O(dest). Needs root (become).
     type: str
@@ -555,7 +562,7 @@ class ModelCacheSync(object):
             partial_dir=None if dry_run or stage in ("snapshots", "refs") else PARTIAL_DIR,
             remote_shell=remote_shell, block_size=block_size,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
-            preserve_owner=self.is_root, files_from=files_from)
+            preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"])
 
     def attempt_rsync(self, argv, what, paths=None):
         """Run rsync, retrying transient failures with back-off. Returns stdout, or an
@@ -923,6 +930,7 @@ def main():
             streams=dict(type="int", default=0),
             owner=dict(type="str"),
             group=dict(type="str"),
+            dir_times=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )

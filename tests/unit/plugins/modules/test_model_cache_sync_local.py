@@ -308,3 +308,21 @@ def test_bandwidth_limit_keeps_the_file_data_in_one_run(tmp_path):
     assert not failed, result
     assert [r["run"] for r in result["stats"]["runs"]] == [
         "dry run of the sync", "sync (content stage)", "sync (snapshots stage)", "sync (refs stage)"]
+
+
+@pytest.mark.parametrize("dir_times, changed", [(False, False), (True, True)])
+def test_files_an_application_adds_count_as_a_change_only_with_dir_times(tmp_path, dir_times, changed):
+    """A release tree: the web UI writes outputs/ on the node. With dir_times=false its
+    files leave the rerun unchanged (nothing of the source's differs); with directory
+    times kept, the directory that gained a file is stamped back, a real change."""
+    src = tmp_path / "release"
+    (src / "outputs").mkdir(parents=True)
+    (src / "webui.py").write_text("print('hi')\n")
+    dest = tmp_path / "node"
+    result, failed = sync(src, dest, dir_times=dir_times)
+    assert not failed and result["changed"] is True
+    time.sleep(0.01)
+    (dest / "outputs" / "spk_1.wav").write_bytes(b"RIFF")
+    result, failed = sync(src, dest, dir_times=dir_times)
+    assert not failed and result["changed"] is changed, result["changed_files"]
+    assert (dest / "outputs" / "spk_1.wav").exists()
