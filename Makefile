@@ -28,7 +28,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help demo test setup host venv collection image lab-up lab-down \
-        lint sanity unit molecule bench build clean lab-assets
+        lint sanity unit integration molecule bench build clean lab-assets
 
 help:
 	@echo "make demo   set up, start the local lab, run site.yml against it"
@@ -71,7 +71,7 @@ lab-down: venv
 	ansible-playbook tests/lab/lab-down.yml
 
 ## What CI checks -------------------------------------------------------------
-test: setup lint build sanity unit molecule
+test: setup lint build sanity unit integration molecule
 
 lint:
 	ansible-lint --profile production --strict
@@ -81,6 +81,11 @@ sanity:
 
 unit:
 	pytest -q tests/unit
+
+# The gap matrix: the preflight fails exactly when the real IndexTTS2 fails to start,
+# for every file of each pinned release's manifest (about 15 minutes, both pins).
+integration:
+	pytest -q tests/integration
 
 molecule:
 	for scenario in $$(ls molecule); do \

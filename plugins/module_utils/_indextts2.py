@@ -62,8 +62,16 @@ CONFIG_DEFAULTS = {
     "dataset.bpe_model": "bpe.model",
     "vocoder.name": "nvidia/bigvgan_v2_22khz_80band_256x",
 }
-# A directory IndexTTS2 loads with from_pretrained: it must hold this file.
+# A directory IndexTTS2 loads with from_pretrained (QwenEmotion: AutoTokenizer and
+# AutoModelForCausalLM): it must hold this file, one of the weight files transformers
+# looks for (PyTorch, whole or sharded), and a tokenizer (the fast tokenizer.json, or
+# the BPE files the Qwen tokenizer is built from). Measured on the real app
+# (tests/integration/test_gap_matrix.py): without the weights or tokenizer.json it
+# does not start; without tokenizer_config.json, generation_config.json or
+# chat_template.jinja it does.
 DIR_MARKER = "config.json"
+DIR_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+DIR_TOKENIZER = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 FLAT_DIR = "hf_cache"
 # What the flat layout of releases from upstream 803a082 on has in <model_dir>/hf_cache
 # (indextts/utils/model_download.py there): recognised in a cache to tell a user who
@@ -725,6 +733,10 @@ def entry_problem(entry, model_dir, hf_cache, present=()):
             return "missing"
         if not os.path.isfile(os.path.join(path, DIR_MARKER)):
             return "no %s in it" % DIR_MARKER
+        if not any(os.path.isfile(os.path.join(path, name)) for name in DIR_WEIGHTS):
+            return "no model weights in it (%s)" % ", ".join(DIR_WEIGHTS)
+        if not any(all(os.path.isfile(os.path.join(path, name)) for name in names) for names in DIR_TOKENIZER):
+            return "no tokenizer in it (%s)" % " or ".join(" and ".join(names) for names in DIR_TOKENIZER)
         return None
     if kind == "hf_flat":
         if entry["path"] in present or os.path.isfile(os.path.join(model_dir, FLAT_DIR, entry["path"])):

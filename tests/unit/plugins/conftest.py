@@ -23,9 +23,11 @@ HUB_FILES = {
     "nvidia/bigvgan_v2_22khz_80band_256x": {"config.json": 0, "bigvgan_generator.pt": 3072},
 }
 V2_CHECKPOINTS = ["config.yaml", "bpe.model", "gpt.pth", "s2mel.pth", "wav2vec2bert_stats.pt", "feat1.pt",
-                  "feat2.pt", "qwen0.6bemo4-merge/config.json"]
+                  "feat2.pt", "qwen0.6bemo4-merge/config.json", "qwen0.6bemo4-merge/model.safetensors",
+                  "qwen0.6bemo4-merge/tokenizer.json"]
 V25_CHECKPOINTS = ["config.yaml", "gpt.pth", "s2mel.pth", "codec.pth", "multilingual_zh_ja_yue_char_del.tiktoken",
-                   "wav2vec2bert_stats.pt", "feat1.pt", "feat2.pt", "qwen0.6bemo4-merge/config.json"]
+                   "wav2vec2bert_stats.pt", "feat1.pt", "feat2.pt", "qwen0.6bemo4-merge/config.json",
+                   "qwen0.6bemo4-merge/model.safetensors", "qwen0.6bemo4-merge/tokenizer.json"]
 
 
 @pytest.fixture(scope="session")

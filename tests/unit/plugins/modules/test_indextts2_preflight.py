@@ -71,6 +71,31 @@ def test_a_directory_model_needs_its_config(releases, make_cache):
     assert failed and result["missing"] == ["checkpoints qwen0.6bemo4-merge/ (no config.json in it)"]
 
 
+@pytest.mark.parametrize("removed, reason", [
+    (["model.safetensors"], "no model weights in it (model.safetensors, model.safetensors.index.json, "
+                            "pytorch_model.bin, pytorch_model.bin.index.json)"),
+    (["tokenizer.json"], "no tokenizer in it (tokenizer.json or vocab.json and merges.txt)"),
+])
+def test_a_directory_model_needs_its_weights_and_tokenizer(releases, make_cache, removed, reason):
+    # Measured on the real app (tests/integration/test_gap_matrix.py): it does not start without either.
+    cache = make_cache()
+    for name in removed:
+        os.unlink(str(cache / "checkpoints" / "qwen0.6bemo4-merge" / name))
+    result, failed = preflight(releases["v2.0.0"], cache)
+    assert failed and result["missing"] == ["checkpoints qwen0.6bemo4-merge/ (%s)" % reason]
+
+
+def test_a_directory_model_may_use_sharded_weights_and_bpe_files(releases, make_cache):
+    cache = make_cache()
+    qwen = cache / "checkpoints" / "qwen0.6bemo4-merge"
+    os.unlink(str(qwen / "model.safetensors"))
+    os.unlink(str(qwen / "tokenizer.json"))
+    for name in ("model.safetensors.index.json", "vocab.json", "merges.txt"):
+        (qwen / name).write_text("{}\n")
+    result, failed = preflight(releases["v2.0.0"], cache)
+    assert not failed, result
+
+
 def test_hub_release_facing_a_flat_cache(releases, make_cache):
     cache = make_cache(hub=False)
     os.makedirs(str(cache / "checkpoints" / "hf_cache" / "w2v-bert-2.0"))
