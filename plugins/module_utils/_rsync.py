@@ -135,7 +135,8 @@ def source_spec(src, host=None, user=None):
 
 def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
                remote_shell=None, timeout=None, compress=False, bwlimit=None,
-               chown=None, preserve_owner=True, files_from=False, block_size=None, dir_times=True):
+               chown=None, preserve_owner=True, files_from=False, block_size=None, dir_times=True,
+               link_dest=()):
     """argv of one rsync run that itemizes every change and prints its statistics.
 
     ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
@@ -143,7 +144,9 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
     ``files_from`` it transfers only the NUL-separated paths given on its standard
     input (directories without recursion), instead of walking the whole tree. Without
     ``dir_times`` directories keep their own mtimes (``--omit-dir-times``), so files an
-    application adds on the destination do not make a directory differ.
+    application adds on the destination do not make a directory differ. Each of
+    ``link_dest`` (a directory on the receiving host) gives files identical to the
+    source's as hard links, and the others a basis for rsync's delta transfer.
     """
     argv = [rsync, "--dirs" if files_from else "--recursive",
             "--links", "--perms", "--times", "--devices", "--specials"]
@@ -158,6 +161,8 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
         argv += ["--modify-window=-1", "--out-format=" + OUT_FORMAT, "--stats", "--no-human-readable"]
     if not dir_times:
         argv.append("--omit-dir-times")
+    for basis in link_dest:
+        argv.append("--link-dest=%s" % basis)
     if preserve_owner:
         argv += ["--owner", "--group"]
     if chown:

@@ -149,6 +149,15 @@ options:
         whose web UI writes C(outputs/)), so those files do not make a rerun report a change.
     type: bool
     default: true
+  link_dest:
+    description:
+      - Earlier copies of the tree on this host (rsync C(--link-dest)), for a new O(dest)
+        such as a new release beside the one in use. A file identical to the source's
+        there becomes a hard link instead of a transfer, and a changed one is the basis of
+        rsync's delta transfer, so a new release sends only what differs. The content
+        stage then walks the tree, since the plan does not list the files rsync links.
+    type: list
+    elements: path
   owner:
     description: Owner of everything that lands in O(dest). Needs root (become).
     type: str
@@ -476,6 +485,13 @@ class ModelCacheSync(object):
         if not self.host and not os.path.isdir(self.src):
             self.module.fail_json(msg="src %s is not a directory on this host; "
                                       "set src_host when it lives on another host" % self.src)
+        for basis in p["link_dest"] or []:
+            if not os.path.isabs(basis) or not os.path.isdir(basis):
+                self.module.fail_json(msg="link_dest entry %r is not an absolute path of a directory on this "
+                                          "host; name an earlier copy of the tree (for example the release "
+                                          "in use), or leave it out" % basis)
+            if os.path.realpath(basis) == os.path.realpath(self.dest):
+                self.module.fail_json(msg="link_dest entry %s is dest itself; name an earlier copy of the tree" % basis)
         for name in ("ssh_key", "known_hosts"):
             if p[name] and not os.path.isfile(p[name]):
                 self.module.fail_json(msg="%s %s does not exist on this host" % (name, p[name]))
@@ -562,7 +578,8 @@ class ModelCacheSync(object):
             partial_dir=None if dry_run or stage in ("snapshots", "refs") else PARTIAL_DIR,
             remote_shell=remote_shell, block_size=block_size,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
-            preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"])
+            preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"],
+            link_dest=p["link_dest"] or ())
 
     def attempt_rsync(self, argv, what, paths=None):
         """Run rsync, retrying transient failures with back-off. Returns stdout, or an
@@ -670,7 +687,11 @@ class ModelCacheSync(object):
         for name in ("content", "snapshots", "refs"):
             if paths[name]:
                 runs = self.share_out(paths[name], sizes) if name == "content" else [(paths[name], [])]
-                stages.append((name, [(ps if len(ps) <= FILES_FROM_LIMIT else None, ex) for ps, ex in runs]))
+                # With link_dest the dry run does not list what rsync will hard-link from
+                # the basis, so the runs that may create such files walk the tree.
+                walk = bool(self.params["link_dest"]) and name == "content"
+                stages.append((name, [(ps if len(ps) <= FILES_FROM_LIMIT and not (walk and i == 0) else None, ex)
+                                      for i, (ps, ex) in enumerate(runs)]))
         if deleting:
             stages.append(("all", [(None, [])]))
         return stages
@@ -931,6 +952,7 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             dir_times=dict(type="bool", default=True),
+            link_dest=dict(type="list", elements="path"),
         ),
         supports_check_mode=True,
     )

@@ -326,3 +326,36 @@ def test_files_an_application_adds_count_as_a_change_only_with_dir_times(tmp_pat
     result, failed = sync(src, dest, dir_times=dir_times)
     assert not failed and result["changed"] is changed, result["changed_files"]
     assert (dest / "outputs" / "spk_1.wav").exists()
+
+
+def test_a_new_release_beside_the_current_one_links_what_is_identical(tmp_path):
+    """link_dest: a new release pulled beside the one in use reuses its identical files
+    (hard links, nothing moved) and leaves the current one untouched."""
+    old = tmp_path / "golden" / "old"
+    (old / "lib").mkdir(parents=True)
+    (old / "lib" / "torch.so").write_bytes(b"T" * 65536)
+    (old / "webui.py").write_text("version = 1\n")
+    node_old = tmp_path / "node" / "old"
+    result, failed = sync(old, node_old)
+    assert not failed
+    new = tmp_path / "golden" / "new"
+    subprocess.run(["cp", "-a", str(old), str(new)], check=True)
+    (new / "webui.py").write_text("version = 2\n")
+    node_new = tmp_path / "node" / "new"
+    result, failed = sync(new, node_new, link_dest=[str(node_old)])
+    assert not failed and result["changed"] is True
+    assert os.stat(node_new / "lib" / "torch.so").st_ino == os.stat(node_old / "lib" / "torch.so").st_ino
+    assert (node_new / "webui.py").read_text() == "version = 2\n"
+    assert (node_old / "webui.py").read_text() == "version = 1\n"
+    again, failed = sync(new, node_new, link_dest=[str(node_old)])
+    assert not failed and again["changed"] is False
+
+
+@pytest.mark.parametrize("basis, message", [
+    ("relative/dir", "link_dest entry 'relative/dir' is not an absolute path of a directory"),
+    ("/nonexistent/release", "link_dest entry '/nonexistent/release' is not an absolute path of a directory"),
+])
+def test_bad_link_dest_is_refused_naming_it(tmp_path, basis, message):
+    (tmp_path / "src").mkdir()
+    result, failed = sync(tmp_path / "src", tmp_path / "dest", link_dest=[basis])
+    assert failed and message in result["msg"]
