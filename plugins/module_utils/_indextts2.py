@@ -766,7 +766,9 @@ def layout_mismatch(era, entries, missing, model_dir, hf_cache):
     release facing only a hub cache, or a hub-era release facing only a flat one."""
     flat_dir = os.path.join(model_dir, FLAT_DIR)
     if era == "flat":
-        if not any(m.startswith("hf_cache (flat) ") for m in missing):
+        # Only when no flat file is there: a flat layout with a gap is a missing file.
+        flat_missing = [m for m in missing if m.startswith("hf_cache (flat) ")]
+        if not flat_missing or len(flat_missing) < len([e for e in entries if e["kind"] == "hf_flat"]):
             return None
         repos = sorted(set(e["repo"] for e in entries if e["kind"] == "hf_flat"))
         found = []
