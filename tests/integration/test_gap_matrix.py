@@ -21,9 +21,9 @@ files inside a manifest directory beyond its marker. Each case asserts that the
 preflight passes exactly when the app serves; manifest cases also that the failure
 names exactly the removed entry.
 
-Needs root (mount namespaces). Runs one application process at a time. Env:
-``GAP_APP_TIMEOUT`` (s, default 240) bounds a case, ``GAP_PINS`` (comma list of tags)
-limits the pins.
+Needs root (mount namespaces). Runs ``GAP_PARALLEL`` (default 2) cases at a time.
+Env: ``GAP_APP_TIMEOUT`` (s, default 240) bounds a case, ``GAP_PINS`` (comma list of
+tags) limits the pins.
 """
 
 import json
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -49,6 +50,9 @@ PINS = {
 }
 MODULES = "ansible_collections.indextts.deploy.plugins.modules."
 APP_TIMEOUT = float(os.environ.get("GAP_APP_TIMEOUT", "240"))
+# Cases run side by side (each in namespaces of its own, so they share no port or
+# mount): two on this 2-core machine, where a start is mostly one busy thread.
+PARALLEL = max(1, int(os.environ.get("GAP_PARALLEL", "2")))
 # The first start of a release builds the text normaliser's cache (about a minute).
 COMPLETE_TIMEOUT = max(APP_TIMEOUT, 600.0)
 PORT = 7860
@@ -360,33 +364,39 @@ def test_gap_matrix(tag, tmp_path_factory, gap_recorder):
     print("\n%s: era %s, model version %s, %d manifest entries, laid out %s"
           % (tag, era, version, len(manifest), layout.get("linked")))
 
-    disagreements, misnamed = [], []
     cases = cases_for(manifest, era)
-    for index, (name, kind, mutate, expected) in enumerate(cases):
+
+    def run_case(index):
+        name, kind, mutate, expected = cases[index]
         case_start = time.monotonic()
         cache = os.path.join(base, "case-%02d" % index)
+        args_dir = os.path.join(base, "args-%02d" % index)
+        os.makedirs(args_dir)
         link_farm(golden, cache)
         if mutate:
             mutate(cache)
-        result, pf_failed = preflight(env_dir, cache, base, version)
+        result, pf_failed = preflight(env_dir, cache, args_dir, version)
         log = os.path.join(logs, "case-%02d.log" % index)
         served, outcome, dummy, detail = run_app(env_dir, cache, full["webui_args"], log,
                                                  COMPLETE_TIMEOUT if kind == "complete" else APP_TIMEOUT)
-        agree = pf_failed != served
-        problem = naming_problem(kind, expected, result) if pf_failed else None
         verdict = ("FAIL: %s" % "; ".join(result.get("missing") or [result.get("msg", "")[:200]])
                    if pf_failed else "pass")
-        gap_recorder.row(tag, name, kind, verdict, outcome, agree, time.monotonic() - case_start, detail)
-        if not agree:
-            disagreements.append("%s %s (%s): preflight %s (%s); app %s: %s\nlast log lines of %s:\n%s"
-                                 % (tag, name, kind, "failed" if pf_failed else "passed", result.get("msg", ""),
-                                    outcome, detail, log, tail(log)))
-        if problem:
-            misnamed.append("%s %s: %s" % (tag, name, problem))
-        if kind == "complete" and not (served and not pf_failed):
-            pytest.fail("the complete cache must pass the preflight and serve:\n%s" % "\n".join(disagreements),
-                        pytrace=False)
+        gap_recorder.row(tag, name, kind, verdict, outcome, pf_failed != served, time.monotonic() - case_start, detail)
         shutil.rmtree(cache)
+        return name, kind, expected, result, pf_failed, served, outcome, detail, log
+
+    disagreements, misnamed = [], []
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        for name, kind, expected, result, pf_failed, served, outcome, detail, log in pool.map(run_case, range(len(cases))):
+            if pf_failed == served:
+                disagreements.append("%s %s (%s): preflight %s (%s); app %s: %s\nlast log lines of %s:\n%s"
+                                     % (tag, name, kind, "failed" if pf_failed else "passed", result.get("msg", ""),
+                                        outcome, detail, log, tail(log)))
+            problem = naming_problem(kind, expected, result) if pf_failed else None
+            if problem:
+                misnamed.append("%s %s: %s" % (tag, name, problem))
+            if kind == "complete" and not (served and not pf_failed):
+                disagreements.insert(0, "the complete cache must pass the preflight and serve")
     gap_recorder.pin_time(tag, time.monotonic() - pin_start, len(cases))
     if disagreements or misnamed:
         pytest.fail("\n\n".join(misnamed + disagreements), pytrace=False)
