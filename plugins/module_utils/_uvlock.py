@@ -111,19 +111,18 @@ def marker_holds(marker, env):
         (lval, lver), (rval, rver) = value(left), value(right)
         return _compare(lval, op[1], rval, lver or rver)
 
-    def both():
-        result = atom()
-        while peek() == ("word", "and"):
-            take()
-            result = atom() and result
-        return result
+    def joined(word, operand, combine):
+        # Every operand is read (and so checked), whatever the result so far.
+        def parse():
+            result = operand()
+            while peek() == ("word", word):
+                take()
+                result = combine(operand(), result)
+            return result
+        return parse
 
-    def either():
-        result = both()
-        while peek() == ("word", "or"):
-            take()
-            result = both() or result
-        return result
+    both = joined("and", atom, lambda new, old: new and old)
+    either = joined("or", both, lambda new, old: new or old)
 
     result = either()
     if pos[0] != len(tokens):
