@@ -232,6 +232,11 @@ def parse_stats(text):
     return stats
 
 
+_SSH_UNREACHABLE = re.compile(r"^ssh: connect to host \S+ port \d+: "
+                              r"(Connection refused|Connection timed out|No route to host|Network is unreachable)",
+                              re.MULTILINE)
+
+
 def explain_failure(rc, stderr, context):
     """(transient, message) for a failed rsync run.
 
@@ -243,8 +248,9 @@ def explain_failure(rc, stderr, context):
     for pattern, advice in _PERMANENT_ERRORS:
         if pattern.search(stderr):
             return False, advice.format(**context)
-    if rc == 255 and ("Connection refused" in stderr or "Connection timed out" in stderr
-                      or "No route to host" in stderr or "Network is unreachable" in stderr):
+    # rsync exits with ssh's 255, or with its own 12 when it sees the closed pipe before
+    # it reaps ssh (a race that a loaded machine loses): ssh's own line decides.
+    if rc in (12, 255) and _SSH_UNREACHABLE.search(stderr):
         return True, "src_host {host} is unreachable over SSH".format(**context)
     return rc in TRANSIENT_EXIT_CODES, "rsync exited with code %d" % rc
 

@@ -126,9 +126,12 @@ def test_parse_stats_reads_numbers_with_and_without_commas():
     ("err-denied.txt", False, "refused the SSH login of reader@203.0.113.7"),
     ("err-nosrc.txt", False, "src /srv/cache does not exist on 203.0.113.7"),
     ("err-refused.txt", True, "unreachable over SSH"),
+    # The same refusal when rsync sees the closed pipe before it reaps ssh: code 12, not
+    # 255 (seen in the cache_sync scenario on a loaded CI machine).
+    ("err-refused-rc12.txt", True, "unreachable over SSH"),
 ])
 def test_explain_failure_on_captured_errors(name, transient, words):
-    rc = 23 if name == "err-nosrc.txt" else 255
+    rc = {"err-nosrc.txt": 23, "err-refused-rc12.txt": 12}.get(name, 255)
     context = {"src": "/srv/cache", "host": "203.0.113.7", "login": "reader@203.0.113.7",
                "where": "203.0.113.7", "known_hosts": "/etc/kh"}
     got_transient, message = _rsync.explain_failure(rc, fixture(name), context)
@@ -146,6 +149,8 @@ def test_explain_failure_dns():
 
 def test_explain_failure_unknown_errors_use_exit_code():
     ctx = {"src": "/s", "host": "h", "login": "h", "where": "h", "known_hosts": "k"}
+    # "Connection refused" from the remote side, not from ssh's connect, is not unreachability
+    assert _rsync.explain_failure(12, "rsync: [sender] Connection refused\n", ctx) == (True, "rsync exited with code 12")
     assert _rsync.explain_failure(30, "timeout in data send/receive", ctx) == (True, "rsync exited with code 30")
     assert _rsync.explain_failure(1, "syntax or usage error", ctx) == (False, "rsync exited with code 1")
 
