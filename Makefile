@@ -28,12 +28,13 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: help demo test setup host venv collection image lab-up lab-down \
-        lint sanity unit integration molecule bench build clean lab-assets
+        lint sanity unit integration molecule bench build clean lab-assets purge
 
 help:
 	@echo "make demo   set up, start the local lab, run site.yml against it"
 	@echo "make test   lint, sanity, unit tests and every molecule scenario"
 	@echo "make lab-down   remove the lab containers"
+	@echo "make purge   remove all the lab and the tests left on this machine (README: What the lab leaves behind)"
 
 ## Set-up shared by demo and test ---------------------------------------------
 setup: host venv collection image lab-assets
@@ -43,6 +44,7 @@ host:
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
+	@echo "venv: the pinned tools into .venv (usually about 1 min, once)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
@@ -71,7 +73,9 @@ lab-down: venv
 	ansible-playbook tests/lab/lab-down.yml
 
 ## What CI checks -------------------------------------------------------------
-test: setup lint build sanity unit integration molecule
+# One line per stage as it starts (with its usual duration), a table at the end.
+test:
+	tests/run-stages.sh setup lint build sanity unit integration molecule
 
 lint:
 	ansible-lint --profile production --strict
@@ -88,10 +92,7 @@ integration:
 	pytest -q tests/integration
 
 molecule:
-	for scenario in $$(ls molecule); do \
-	    echo "=== molecule test -s $$scenario"; \
-	    molecule test -s $$scenario; \
-	done
+	tests/run-stages.sh molecule
 
 ## Benchmarks (not part of test: they print ratios, they do not pass or fail) -----
 bench: setup lab-up
@@ -111,6 +112,11 @@ build:
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/installed ansible-doc --json -t role $(ROLES) \
 	    | $(DOCUMENTED) $(ROLES)
 	@echo "build: $$(ls .cache/dist) installs, and documents its modules and roles"
+
+# Everything the lab and the tests left: containers, images, the guest lab, the assets in
+# ~/.cache/indextts-deploy, .venv, .cache, .lab, and dockerd if host-setup started it.
+purge:
+	tests/lab/purge.sh
 
 clean: lab-down
 	rm -rf .cache/dist .cache/installed .cache/sanity .pytest_cache

@@ -28,7 +28,7 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     # shellcheck disable=SC2207
     pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))
-    log "installing from Debian: ${pkgs[*]}"
+    log "installing from Debian (usually 1-3 min): ${pkgs[*]}"
     as_root apt-get update -qq
     # Install services without starting them here (tgt would start a target on this
     # machine's own network, sshd would listen on it): the lab and the tests start
@@ -39,17 +39,23 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         as_root chmod 0755 /usr/sbin/policy-rc.d
         policy_made=yes
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    # One line per package as it is set up, apt's other chatter left out.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" |
+        sed -un 's/^Setting up \([^ ]*\) .*/host-setup:   set up \1/p' >&2
     [ "$policy_made" = no ] || as_root rm -f /usr/sbin/policy-rc.d
+    # make purge names them (it leaves packages in place: other things may use them).
+    mkdir -p "$HOME/.cache/indextts-deploy"
+    printf '%s\n' "${pkgs[@]}" >>"$HOME/.cache/indextts-deploy/host-packages.txt"
 fi
 
 if ! docker info >/dev/null 2>&1; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         log "starting docker.service"
         as_root systemctl start docker
+        echo systemd | as_root tee /run/indextts-dockerd.started >/dev/null
     else
         log "starting dockerd (log: /var/log/indextts-dockerd.log)"
-        as_root sh -c 'nohup dockerd >/var/log/indextts-dockerd.log 2>&1 &'
+        as_root sh -c 'nohup dockerd >/var/log/indextts-dockerd.log 2>&1 & echo $! >/run/indextts-dockerd.started'
     fi
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && break

@@ -23,7 +23,7 @@ mkdir -p "$dir"
 work=$(mktemp -d /var/tmp/indextts-guest.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
 include=$(include_list "$here")
-echo "building the guest image $hash: debootstrap $suite ($include)" >&2
+echo "building the guest image $hash (a few minutes, once per recipe): debootstrap $suite ($include)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$mirror" \
     >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 

@@ -22,9 +22,10 @@ fi
 work=$(mktemp -d /var/tmp/indextts-lab-rootfs.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
 include=$(include_list "$here")
-echo "building $tag: debootstrap $suite ($include)" >&2
+echo "building $tag (usually 1-2 min, once per recipe): debootstrap $suite ($include)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$mirror" \
     > "$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+echo "building $tag: configuring the root filesystem, then docker import" >&2
 install -m 0755 "$here/setup-rootfs.sh" "$work/root/tmp/setup-rootfs.sh"
 chroot "$work/root" /tmp/setup-rootfs.sh
 rm -f "$work/root/tmp/setup-rootfs.sh"

@@ -47,6 +47,10 @@ useradd --create-home --shell /bin/bash --comment "lab automation user" ansible
 install -d -m 0700 -o ansible -g ansible /home/ansible/.ssh
 echo 'ansible ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/ansible
 chmod 0440 /etc/sudoers.d/ansible
+# Ansible's remote_tmp for both users, made as Ansible would (0700), so that the first
+# run does not warn that it had to create them.
+install -d -m 0700 /root/.ansible /root/.ansible/tmp
+install -d -m 0700 -o ansible -g ansible /home/ansible/.ansible /home/ansible/.ansible/tmp
 
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/* /var/log/*.log
