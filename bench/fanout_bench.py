@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB_NAME = "indextts-fanout"
 INVENTORY = os.path.join(ROOT, ".lab", LAB_NAME + ".inventory.yml")
-GOLDEN = LAB_NAME + "-golden"
+GOLDEN = LAB_NAME + "-golden1"
 
 
 def run(argv, **kwargs):
@@ -39,7 +39,7 @@ def run(argv, **kwargs):
 
 
 def lab_vars(nodes):
-    hosts = [{"name": "golden", "groups": ["golden"]}] + [
+    hosts = [{"name": "golden1", "groups": ["golden"]}] + [
         {"name": "node%d" % i, "groups": ["tts_nodes"]} for i in range(1, nodes + 1)]
     return json.dumps({"lab_name": LAB_NAME, "lab_network": LAB_NAME, "lab_hosts": hosts,
                        "lab_inventory": INVENTORY,

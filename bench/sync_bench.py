@@ -32,7 +32,7 @@ LAB = os.path.join(ROOT, ".lab")
 INVENTORY = os.path.join(LAB, "inventory.yml")
 KEY = os.path.join(LAB, "ssh", "id_ed25519")
 KNOWN_HOSTS = os.path.join(LAB, "known_hosts")
-GOLDEN = "indextts-lab-golden"
+GOLDEN = "indextts-lab-golden1"
 SRC = "/srv/bench/cache"
 REPO = "facebook/w2v-bert-2.0"
 
