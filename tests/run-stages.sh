@@ -19,7 +19,7 @@ usual() {
         molecule/cache_sync) echo "about 5 min" ;;
         molecule/guest) echo "12-25 min (a Debian guest under QEMU without KVM: boot, reboot)" ;;
         molecule/iscsi_target) echo "about 3 min" ;;
-        molecule/pipeline) echo "about 22 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
+        molecule/default) echo "about 22 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
         molecule/storage_network) echo "about 3 min" ;;
         *) echo "(no time on record)" ;;
     esac
