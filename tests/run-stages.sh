@@ -13,13 +13,13 @@ usual() {
         setup) echo "under 1 min when set up; 15-25 min on a fresh machine (Debian packages, venv, lab image, a 4.5 GB wheelhouse, the release's venv, tiny weights)" ;;
         lint) echo "about 1 min" ;;
         build) echo "about 30 s" ;;
-        sanity) echo "about 3 min" ;;
-        unit) echo "about 5 min (real rsync, sshd, pip)" ;;
-        integration) echo "about 15 min (the real IndexTTS2 started about 45 times, both pins)" ;;
+        sanity) echo "about 1-2 min" ;;
+        unit) echo "about 2 min (real rsync, sshd, pip)" ;;
+        integration) echo "about 12 min (the real IndexTTS2 started about 45 times, both pins)" ;;
         molecule/cache_sync) echo "about 5 min" ;;
-        molecule/guest) echo "12-25 min (a Debian guest under QEMU without KVM: boot, reboot)" ;;
-        molecule/iscsi_target) echo "about 3 min" ;;
-        molecule/default) echo "about 22 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
+        molecule/guest) echo "about 22 min (a Debian guest under QEMU without KVM: boot, reboot)" ;;
+        molecule/iscsi_target) echo "about 2 min" ;;
+        molecule/default) echo "about 19 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
         molecule/storage_network) echo "about 3 min" ;;
         *) echo "(no time on record)" ;;
     esac
