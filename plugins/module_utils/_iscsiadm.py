@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import socket
 
 DEFAULT_PORT = 3260
 NODES_DIR = "/etc/iscsi/nodes"
@@ -18,10 +19,22 @@ SEND_TARGETS_DIR = "/etc/iscsi/send_targets"
 BY_PATH = "/dev/disk/by-path"
 SYS_BLOCK = "/sys/block"
 
-# iqn.YYYY-MM.reverse.domain[:anything], eui.<16 hex>, naa.<16 or 32 hex> (RFC 3720/3980).
-_IQN_RE = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
-_EUI_RE = re.compile(r"^eui\.[0-9A-Fa-f]{16}$")
-_NAA_RE = re.compile(r"^naa\.([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$")
+# The one rule for iSCSI names, for this module and the roles (a Jinja ``match`` takes it
+# as is): iqn.YYYY-MM.reverse.domain[:identifier] with a month 01-12 and a lowercase
+# domain; the identifier in the ASCII characters RFC 3722's stringprep profile keeps
+# (letters, digits, '-', '.', ':'; upper case as vendors print it), never '..';
+# eui.<16 hex>, naa.<16 or 32 hex> (RFC 3720, 3980); at most 223 bytes (RFC 3720 3.2.6.1).
+TARGET_NAME_PATTERN = (r"^(?=.{1,223}\Z)(?!.*\.\.)"
+                       r"(iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                       r"(:[A-Za-z0-9.:-]+)?"
+                       r"|eui\.[0-9A-Fa-f]{16}|naa\.([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}))\Z")
+_TARGET_RE = re.compile(TARGET_NAME_PATTERN)
+MAX_NAME_BYTES = 223
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_DOMAIN_RE = re.compile(r"^%s(\.%s)*$" % (_LABEL, _LABEL))
+# Control characters and the line breaks Python's splitlines() honours: none may reach a
+# record file, where one line is one key.
+_CONTROL_RE = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 # tcp: [2] 10.99.1.1:3260,1 iqn.2026-11.io.indextts.lab:cache (non-flash)
@@ -52,29 +65,109 @@ EXIT_CODES = {
 
 
 def valid_target(name):
-    """True for an iqn., eui. or naa. name."""
-    return bool(_IQN_RE.match(name) or _EUI_RE.match(name) or _NAA_RE.match(name))
+    """True for an iqn., eui. or naa. name (TARGET_NAME_PATTERN)."""
+    return bool(_TARGET_RE.match(name))
+
+
+def target_problem(name):
+    """Why ``name`` is not an iSCSI name (None when it is one), in words a person can act on."""
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return "it is %d bytes long; RFC 3720 allows at most %d" % (size, MAX_NAME_BYTES)
+    if _CONTROL_RE.search(name) or re.search(r"\s", name):
+        return "it contains a space, a line break or another control character"
+    if "/" in name:
+        return "it contains '/', which open-iscsi would take as a directory under %s" % NODES_DIR
+    if ".." in name:
+        return "it contains '..'"
+    if _TARGET_RE.match(name):
+        return None
+    if name.startswith("eui."):
+        return "eui. is followed by exactly 16 hexadecimal digits"
+    if name.startswith("naa."):
+        return "naa. is followed by exactly 16 or 32 hexadecimal digits"
+    if not name.startswith("iqn."):
+        return "it does not begin with iqn., eui. or naa."
+    m = re.match(r"^iqn\.([0-9]{4})-([0-9]{2})\.", name)
+    if not m:
+        return "iqn. is followed by the date YYYY-MM and a dot"
+    if not 1 <= int(m.group(2)) <= 12:
+        return "month %s of the date is not 01 to 12" % m.group(2)
+    domain, _sep, ident = name[m.end():].partition(":")
+    if not _DOMAIN_RE.match(domain):
+        return "the reversed domain name %r must be dot-separated lowercase labels of a-z, 0-9 and '-'" % domain
+    if _sep and not re.match(r"^[A-Za-z0-9.:-]+$", ident):
+        return "the part after ':' may hold only letters, digits, '-', '.' and ':' (RFC 3722)"
+    return "it does not match iqn.YYYY-MM.reverse.domain[:id]"
+
+
+def control_character(value):
+    """True when ``value`` holds a line break or another control character."""
+    return bool(_CONTROL_RE.search(value))
+
+
+def _ipv4(host):
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def _ipv6(host):
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+    except (socket.error, ValueError, UnicodeError):
+        return False
+    return True
+
+
+def check_portal(portal):
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (``host:port`` as iscsiadm
+    prints it (``[v6]:port`` for IPv6), None), or (None, why it is not a portal)."""
+    portal = portal.strip()
+    if not portal:
+        return None, "it is empty"
+    if _CONTROL_RE.search(portal) or re.search(r"\s", portal):
+        return None, "it contains a space, a line break or another control character"
+    m = re.match(r"^\[(?P<host>[^\]]*)\](?::(?P<port>.*))?$", portal)
+    if m:
+        host, port = m.group("host").lower(), m.group("port")
+        if not _ipv6(host):
+            return None, "%r in brackets is not an IPv6 address" % host
+        host = "[%s]" % host
+    elif portal.count(":") > 1:
+        head, _sep, tail = portal.rpartition(":")
+        forms = ["[%s] (port %d)" % (portal, DEFAULT_PORT)] if _ipv6(portal) else []
+        if re.match(r"^[0-9]+$", tail) and _ipv6(head):
+            forms.append("[%s]:%s" % (head, tail))
+        elif forms:
+            forms.append("[%s]:<port>" % portal)
+        if not forms:
+            return None, "it has more than one ':' and is not an IPv6 address"
+        return None, ("an IPv6 address without brackets leaves its port ambiguous; write %s"
+                      % " or ".join(forms))
+    else:
+        host, _sep, port = portal.partition(":")
+        port = port if _sep else None
+        if re.match(r"^[0-9.]+$", host):
+            if not _ipv4(host):
+                return None, "%r is not an IPv4 address" % host
+        elif not (_HOST_RE.match(host) and len(host) <= 253
+                  and all(0 < len(label) <= 63 and not label.startswith("-") and not label.endswith("-")
+                          for label in host.split("."))):
+            return None, "%r is not a host name or an address" % host
+    if port is None:
+        port = DEFAULT_PORT
+    elif not port:
+        return None, "the port after ':' is missing"
+    elif not re.match(r"^[0-9]+$", port):
+        return None, "the port %r is not a number" % port
+    elif not 0 < int(port) < 65536:
+        return None, "the port %s is not from 1 to 65535" % port
+    return "%s:%d" % (host, int(port)), None
 
 
 def normalize_portal(portal):
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> ``host:port`` as iscsiadm
-    prints it (``[v6]:port`` for IPv6); None when it is not a portal."""
-    portal = portal.strip()
-    m = re.match(r"^\[(?P<host>[0-9A-Fa-f:.]+)\](?::(?P<port>\d+))?$", portal)
-    if m:
-        host, port = "[%s]" % m.group("host").lower(), m.group("port")
-    elif portal.count(":") == 1:
-        host, port = portal.split(":")
-    elif ":" not in portal:
-        host, port = portal, None
-    else:
-        return None
-    if not host.startswith("[") and not _HOST_RE.match(host):
-        return None
-    port = int(port) if port else DEFAULT_PORT
-    if not 0 < port < 65536:
-        return None
-    return "%s:%d" % (host, port)
+    """check_portal()'s portal, or None when it is not one."""
+    return check_portal(portal)[0]
 
 
 def split_portal(portal):
@@ -178,15 +271,34 @@ def set_record_values(text, values):
     return "\n".join(out) + "\n"
 
 
-def record_path(target, portal, tpgt, iface="default"):
-    """Where open-iscsi keeps a node record: nodes/<target>/<host>,<port>,<tpgt>/<iface>."""
+def record_paths(target, portal, tpgt, iface="default"):
+    """Where open-iscsi may keep a node record, in the order it looks: the directory
+    layout ``nodes/<target>/<host>,<port>,<tpgt>/<iface>`` when the portal group tag is
+    known, and the flat file ``nodes/<target>/<host>,<port>`` that it writes for a
+    record whose tag is unknown (``iscsiadm -m node`` lists it with tpgt -1), as
+    ``--op new`` of a static node (discover=false) makes one in open-iscsi 2.1.8."""
     host, port = split_portal(portal)
-    return "%s/%s/%s,%d,%d/%s" % (NODES_DIR, target, host, port, tpgt, iface)
+    flat = "%s/%s/%s,%d" % (NODES_DIR, target, host, port)
+    if tpgt is None or tpgt < 0:
+        return [flat]
+    return ["%s,%d/%s" % (flat, tpgt, iface), flat]
+
+
+def record_path(target, portal, tpgt, iface="default"):
+    """The record's path in the layout open-iscsi writes for this tpgt."""
+    return record_paths(target, portal, tpgt, iface)[0]
+
+
+def discovery_record_paths(portal):
+    """A sendtargets discovery record: ``send_targets/<host>,<port>/st_config``, or the
+    older flat file ``send_targets/<host>,<port>``, which open-iscsi still reads."""
+    host, port = split_portal(portal)
+    flat = "%s/%s,%d" % (SEND_TARGETS_DIR, host, port)
+    return [flat + "/st_config", flat]
 
 
 def discovery_record_path(portal):
-    host, port = split_portal(portal)
-    return "%s/%s,%d/st_config" % (SEND_TARGETS_DIR, host, port)
+    return discovery_record_paths(portal)[0]
 
 
 def failure_reason(rc, output):
@@ -198,21 +310,25 @@ def failure_reason(rc, output):
     return "%s (%s)" % (meaning, detail) if detail else meaning
 
 
-def discovery_argv(iscsiadm, portal):
+def argv_portal(portal):
+    """A portal as ``iscsiadm --portal`` reads it: ``host:port``, an IPv6 address in
+    brackets (unbracketed, iscsiadm takes ``fd00::1:3260`` for an address on port 3260)."""
     host, port = split_portal(portal)
-    return [iscsiadm, "--mode", "discoverydb", "--type", "sendtargets", "--portal", "%s:%d" % (host, port), "--discover"]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+def discovery_argv(iscsiadm, portal):
+    return [iscsiadm, "--mode", "discoverydb", "--type", "sendtargets", "--portal", argv_portal(portal), "--discover"]
 
 
 def discoverydb_new_argv(iscsiadm, portal):
-    host, port = split_portal(portal)
-    return [iscsiadm, "--mode", "discoverydb", "--type", "sendtargets", "--portal", "%s:%d" % (host, port), "--op", "new"]
+    return [iscsiadm, "--mode", "discoverydb", "--type", "sendtargets", "--portal", argv_portal(portal), "--op", "new"]
 
 
 def node_argv(iscsiadm, target, portal, *rest):
     """``iscsiadm --mode node --targetname T --portal P ...``: the portal always given,
     so an operation never reaches every portal of a target by accident."""
-    host, port = split_portal(portal)
-    return [iscsiadm, "--mode", "node", "--targetname", target, "--portal", "%s:%d" % (host, port)] + list(rest)
+    return [iscsiadm, "--mode", "node", "--targetname", target, "--portal", argv_portal(portal)] + list(rest)
 
 
 def update_argv(iscsiadm, target, portal, name, value):

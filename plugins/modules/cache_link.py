@@ -21,6 +21,13 @@ description:
   - Never deletes anything. A real directory or file at O(path) is moved aside to
     C(<path>.bak-<timestamp>); a symlink pointing elsewhere is replaced atomically (a new
     link renamed over the old one), so readers see either the old or the new target.
+  - Moving aside and linking either both happen or neither does; when a step fails, what
+    was moved aside is moved back, and the module fails naming O(path) and the error.
+  - Refuses, before changing anything (in check mode too), a O(path) that is or resolves
+    to a system directory (C(/), C(/etc), C(/usr), C(/var), C(/home), C(/lib*) and the
+    other top-level directories of a Linux system; paths below them are fine), a O(path)
+    that is a mount point, a O(path) whose directory is read-only, and a name too long
+    for its filesystem once C(.bak-<timestamp>) or C(.tmp-<pid>) is added.
 author:
   - indextts.deploy maintainers (@indextts)
 attributes:
@@ -32,7 +39,11 @@ attributes:
     support: full
 options:
   path:
-    description: The path the application reads. An absolute path; its parent directory must exist.
+    description:
+      - The path the application reads. An absolute path; its parent directory must exist
+        and be writable.
+      - Not a system directory such as C(/), C(/etc) or C(/usr), nor a mount point (unmount
+        it, or give the mounted cache as O(target) and another O(path)).
     type: path
     required: true
   target:
@@ -112,18 +123,41 @@ mount_point:
   sample: /srv/indextts/cache
 """
 
+import errno
 import grp
 import os
 import pwd
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+# Never moved aside nor replaced by a link: the root and the top-level directories of a
+# Linux system (the Filesystem Hierarchy Standard's, and /lib32, /lib64, /libx32 through
+# the /lib* pattern). What lies below them is fine (/opt/indextts/app/checkpoints).
+SYSTEM_DIRS = frozenset(["/", "/bin", "/boot", "/dev", "/efi", "/etc", "/home", "/lost+found", "/media",
+                         "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp",
+                         "/usr", "/var"])
+_LIB_DIR = re.compile(r"^/lib[^/]*$")
+# The longest suffixes cache_link adds to the name at path: a backup's, a new link's.
+BACKUP_SUFFIX = ".bak-%Y%m%dT%H%M%S"
+BACKUP_SUFFIX_LEN = len(".bak-20261121T071502")
+
+
+def system_dir(path):
+    return path in SYSTEM_DIRS or bool(_LIB_DIR.match(path))
+
+
+def error_text(e):
+    """``No space left on device (ENOSPC)``: the errno text and its name, from an OSError."""
+    name = errno.errorcode.get(e.errno)
+    return "%s (%s)" % (e.strerror or e, name) if name else str(e.strerror or e)
 
 
 class CacheLink(object):
     def __init__(self, module):
         self.module = module
-        self.path = module.params["path"].rstrip("/")
+        self.path = module.params["path"].rstrip("/") or "/"
         self.target = module.params["target"].rstrip("/") or "/"
 
     # -- inspect: reads only ---------------------------------------------------
@@ -132,9 +166,21 @@ class CacheLink(object):
         for name in ("path", "target", "mount_point"):
             if p[name] and not os.path.isabs(p[name]):
                 self.module.fail_json(msg="%s must be an absolute path, got %r" % (name, p[name]))
+        given, resolved = os.path.normpath(self.path), os.path.realpath(self.path)
+        if system_dir(given) or system_dir(resolved):
+            self.module.fail_json(msg="path %s %s; cache_link never moves a system directory aside nor replaces "
+                                      "it with a link. Give the path the application reads its cache from, for "
+                                      "example /opt/indextts/app/checkpoints"
+                                  % (self.path, "is a system directory" if system_dir(given)
+                                     else "resolves to the system directory %s" % resolved))
         if not os.path.isdir(os.path.dirname(self.path)):
             self.module.fail_json(msg="the parent directory of path %s does not exist; create it "
                                       "(the application's directory) first" % self.path)
+        name_max = self.name_max()
+        if len(os.path.basename(self.path).encode("utf-8")) > name_max:
+            self.module.fail_json(msg="path %s: its name is %d bytes, more than this filesystem's limit of %d "
+                                      "for a name; choose a shorter path"
+                                  % (self.path, len(os.path.basename(self.path).encode("utf-8")), name_max))
         if not os.path.isdir(self.target):
             self.module.fail_json(msg="target %s is not a directory; sync or mount the cache "
                                       "before linking to it" % self.target)
@@ -144,6 +190,12 @@ class CacheLink(object):
         if target == path or target.startswith(path + os.sep):
             self.module.fail_json(msg="target %s lies inside path %s; the link would point at "
                                       "itself" % (self.target, self.path))
+
+    def name_max(self):
+        try:
+            return os.pathconf(os.path.dirname(self.path), "PC_NAME_MAX")
+        except (OSError, ValueError):
+            return 255
 
     def mount_of(self, path):
         """The mount point a path lies on (its nearest ancestor that is a mount)."""
@@ -192,9 +244,14 @@ class CacheLink(object):
 
     # -- plan -------------------------------------------------------------------
     def plan(self, before, ids):
-        """The changes to make: 'backup', 'link' (create or replace), 'chown'."""
+        """The changes to make: 'backup', 'link' (create or replace), 'chown'. Refuses,
+        here and so in check mode too, what apply could not finish."""
         steps = []
         if before["state"] in ("directory", "file"):
+            if os.path.ismount(self.path):
+                self.module.fail_json(msg="path %s is a mount point (a filesystem is mounted there), which cannot "
+                                          "be moved aside; unmount it, or choose another path (a mounted cache "
+                                          "is given as target)" % self.path)
             if self.module.params["existing"] == "fail":
                 self.module.fail_json(msg="path %s is a real %s, not a link; move it away or set "
                                           "existing=backup" % (self.path, before["state"]))
@@ -204,35 +261,94 @@ class CacheLink(object):
         st = None if "link" in steps else os.lstat(self.path)
         if ids != (-1, -1) and (st is None or (ids[0] not in (-1, st.st_uid) or ids[1] not in (-1, st.st_gid))):
             steps.append("chown")
+        if steps:
+            self.check_writable(steps)
         return steps
+
+    def check_writable(self, steps):
+        parent = os.path.dirname(self.path)
+        if not os.access(parent, os.W_OK):
+            try:
+                read_only = os.statvfs(parent).f_flag & os.ST_RDONLY
+            except OSError:
+                read_only = False
+            self.module.fail_json(msg="path %s cannot be changed: its directory %s %s; choose a path in a "
+                                      "writable directory" % (self.path, parent, "is on a read-only filesystem "
+                                                              "(remount it read-write)" if read_only else
+                                                              "is not writable for this user (become root)"))
+        if "link" not in steps:
+            return
+        name = len(os.path.basename(self.path).encode("utf-8"))
+        suffix = BACKUP_SUFFIX_LEN if "backup" in steps else len(self.tmp_name()) - len(self.path)
+        if name + suffix > self.name_max():
+            self.module.fail_json(msg="path %s: its name is %d bytes, and with the %s suffix cache_link adds it "
+                                      "would pass this filesystem's limit of %d for a name; choose a shorter path"
+                                  % (self.path, name, ".bak-<timestamp>" if "backup" in steps else ".tmp-<pid>",
+                                     self.name_max()))
+
+    def tmp_name(self):
+        return "%s.tmp-%d" % (self.path, os.getpid())
 
     # -- apply ------------------------------------------------------------------
     def apply(self, steps, ids):
+        """Move aside, link, chown: all of it, or on an error nothing (what was moved
+        aside goes back, a new link is removed) and a message naming path."""
         result = {}
-        if "backup" in steps:
-            backup = "%s.bak-%s" % (self.path, time.strftime("%Y%m%dT%H%M%S"))
-            while os.path.lexists(backup):
-                backup += "_"
-            os.rename(self.path, backup)
-            result["backup_path"] = backup
-        if "link" in steps:
-            tmp = "%s.tmp-%d" % (self.path, os.getpid())
-            if os.path.lexists(tmp):
-                os.unlink(tmp)  # a link left by an interrupted run of this module
-            os.symlink(self.target, tmp)
-            if ids != (-1, -1):
-                os.lchown(tmp, *ids)
-            os.rename(tmp, self.path)
-        elif "chown" in steps:
-            os.lchown(self.path, *ids)
+        backup = tmp = None
+        doing = ""
+        try:
+            if "backup" in steps:
+                backup = self.path + time.strftime(BACKUP_SUFFIX)
+                while os.path.lexists(backup):
+                    backup += "_"
+                doing = "moving it aside to %s" % backup
+                os.rename(self.path, backup)
+                result["backup_path"] = backup
+            if "link" in steps:
+                tmp = self.tmp_name()
+                doing = "creating the new link %s" % tmp
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)  # a link left by an interrupted run of this module
+                os.symlink(self.target, tmp)
+                if ids != (-1, -1):
+                    doing = "setting the owner of the new link %s" % tmp
+                    os.lchown(tmp, *ids)
+                doing = "renaming the new link %s to it" % tmp
+                os.rename(tmp, self.path)
+                tmp = None
+            elif "chown" in steps:
+                doing = "setting the owner of the link"
+                os.lchown(self.path, *ids)
+        except OSError as e:
+            self.undo(e, doing, backup, tmp)
         return result
+
+    def undo(self, e, doing, backup, tmp):
+        msg = "path %s: %s while %s" % (self.path, error_text(e), doing)
+        if tmp and os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if backup and not os.path.lexists(self.path):
+            try:
+                os.rename(backup, self.path)
+            except OSError as again:
+                self.module.fail_json(msg="%s; moving it back failed too, with %s. What was at %s is now at %s; "
+                                          "move it back with: mv %s %s" % (msg, error_text(again), self.path, backup,
+                                                                           backup, self.path))
+        self.module.fail_json(msg="%s; nothing was changed, path is as it was" % msg)
 
     def run(self):
         self.check_params()
-        mount = self.check_mount()
-        before = self.current()
-        ids = self.wanted_ids()
-        steps = self.plan(before, ids)
+        try:
+            mount = self.check_mount()
+            before = self.current()
+            ids = self.wanted_ids()
+            steps = self.plan(before, ids)
+        except OSError as e:
+            self.module.fail_json(msg="path %s: %s while reading what is there and where target %s lies; "
+                                      "nothing was changed" % (self.path, error_text(e), self.target))
         result = {"changed": bool(steps), "path": self.path, "target": self.target,
                   "previous": before, "mount_point": mount}
         if steps and not self.module.check_mode:

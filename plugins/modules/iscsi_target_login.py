@@ -22,9 +22,12 @@ description:
   - Discovery (sendtargets) runs only for portals that have no node record for
     O(target) yet, so a rerun changes nothing and reports C(changed=false).
   - CHAP secrets never reach a command line (every user can read C(/proc/*/cmdline)),
-    the module's results or its diff. They are written into open-iscsi's own record
-    files (mode 0600), which C(iscsiadm) reads at login; other settings go through
-    C(iscsiadm --op update).
+    the module's results, its diff or its error messages. They are written into
+    open-iscsi's own record files (mode 0600), which C(iscsiadm) reads at login, before
+    C(authmethod) is set to CHAP, so no record ever asks for CHAP without its secret;
+    other settings go through C(iscsiadm --op update).
+  - Every option is checked before anything runs; a bad one fails naming the option and
+    the accepted form, and changes nothing.
   - After a login it settles udev and polls C(/dev/disk/by-path) until every LUN the
     kernel attached has its by-path link, or O(wait_timeout) runs out.
 author:
@@ -41,6 +44,10 @@ options:
     description:
       - The target name; V(iqn.YYYY-MM.reverse.domain[:identifier]), or the C(eui.) or
         C(naa.) forms.
+      - C(YYYY-MM) is a date with a month from 01 to 12, the reversed domain is lower
+        case, the identifier holds letters, digits, C(-), C(.) and C(:) (the ASCII that
+        RFC 3722 keeps) and never C(..); C(eui.) takes 16 hexadecimal digits, C(naa.)
+        16 or 32. At most 223 bytes (RFC 3720).
     type: str
     required: true
   portals:
@@ -48,6 +55,9 @@ options:
       - The target's portals, as V(host) or V(host:port) (port 3260 when not given;
         V([address]:port) for IPv6). Host names are resolved once, and the address is
         used throughout.
+      - An IPv6 address always goes in brackets, as V([fd00::10]) or V([fd00::10]:3260),
+        since without them its port cannot be told from the address. Ports run from 1
+        to 65535. Each portal may be listed once.
       - Required for O(state=present). With O(state=absent), empty means every portal
         this host has a session or a record for.
     type: list
@@ -62,10 +72,17 @@ options:
     description:
       - Run sendtargets discovery on a portal that has no node record for O(target)
         yet. V(false) creates the record directly (a static configuration).
+      - open-iscsi keeps a record created directly as a flat file
+        C(/etc/iscsi/nodes/<target>/<host>,<port>) rather than the usual
+        C(/etc/iscsi/nodes/<target>/<host>,<port>,<tpgt>/default); the module reads and
+        writes either.
     type: bool
     default: true
   forget:
-    description: With O(state=absent), also delete the node records of those portals.
+    description:
+      - With O(state=absent), also delete the node records of those portals, and remove
+        the discovery CHAP settings (authmethod, user name, secret) that O(discovery_chap_username)
+        wrote into their sendtargets discovery records.
     type: bool
     default: false
   node_startup:
@@ -74,13 +91,16 @@ options:
     choices: [automatic, manual]
     default: automatic
   chap_username:
-    description: CHAP user name the initiator presents to the target. Sets C(authmethod) to CHAP.
+    description:
+      - CHAP user name the initiator presents to the target. Sets C(authmethod) to CHAP.
+      - This and the other CHAP options are one line of printable characters, without
+        white space at either end.
     type: str
   chap_password:
-    description: Its CHAP secret. Required with O(chap_username).
+    description: Its CHAP secret, 12 to 256 characters. Required with O(chap_username).
     type: str
   chap_username_in:
-    description: Mutual CHAP, the user name the target presents to the initiator.
+    description: Mutual CHAP, the user name the target presents to the initiator. Needs O(chap_username) and O(chap_password).
     type: str
   chap_password_in:
     description: Mutual CHAP, the target's secret. Required with O(chap_username_in).
@@ -146,7 +166,9 @@ multipath_devices:
   elements: dict
   sample: [{name: indextts-cache, device: /dev/mapper/indextts-cache, dm: dm-0, paths: [/dev/sda, /dev/sdb]}]
 changes:
-  description: What changed, per aspect, as lists of portals.
+  description:
+    - What changed, per aspect, as lists of portals. C(forgotten) lists the portals whose
+      node record was deleted or whose discovery CHAP settings were removed.
   returned: always
   type: dict
   sample: {discovered: ["10.10.1.10:3260"], settings: [], chap: ["10.10.1.10:3260"], logged_in: ["10.10.1.10:3260"], logged_out: [], forgotten: []}
@@ -161,6 +183,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.indextts.deploy.plugins.module_utils import _iscsiadm as iscsi
 
 ASPECTS = ("discovered", "settings", "chap", "logged_in", "logged_out", "forgotten")
+CHAP_OPTIONS = ("chap_username", "chap_password", "chap_username_in", "chap_password_in",
+                "discovery_chap_username", "discovery_chap_password")
+# What discover() writes into a sendtargets record, and forget removes again.
+DISCOVERY_AUTH = ("discovery.sendtargets.auth.authmethod", "discovery.sendtargets.auth.username",
+                  "discovery.sendtargets.auth.password")
 
 
 class TargetLogin(object):
@@ -172,36 +199,61 @@ class TargetLogin(object):
 
     # -- inspect: reads only ---------------------------------------------------
     def check_params(self):
+        """Every input is checked here, before anything runs or is written. Pairs of
+        options are the argument spec's (required_together, required_by)."""
         p = self.p
-        if not iscsi.valid_target(p["target"]):
-            self.module.fail_json(msg="target %r is not an iSCSI name; use iqn.YYYY-MM.reverse.domain[:id] "
-                                      "(for example iqn.2026-11.io.example.storage:cache), or an eui./naa. "
-                                      "name" % p["target"])
+        problem = iscsi.target_problem(p["target"])
+        if problem:
+            self.module.fail_json(msg="target %r is not an iSCSI name: %s; use iqn.YYYY-MM.reverse.domain[:id] (for "
+                                      "example iqn.2026-11.io.example.storage:cache), eui.<16 hex digits> or "
+                                      "naa.<16 or 32 hex digits>" % (p["target"], problem))
+        # Neither value is echoed: a secret must not reach a message, and a user name
+        # with a line break in it would garble one.
+        for name in CHAP_OPTIONS:
+            value = p[name]
+            if value is None:
+                continue
+            if not value:
+                self.module.fail_json(msg="%s is empty; give it a value, or leave it out together with its pair"
+                                          % name)
+            if iscsi.control_character(value):
+                self.module.fail_json(msg="%s contains a line break or another control character, which would "
+                                          "add a line to open-iscsi's record; it must be one line of printable "
+                                          "characters" % name)
+            if value != value.strip():
+                self.module.fail_json(msg="%s begins or ends with white space, which open-iscsi strips when it "
+                                          "reads its record; remove it" % name)
+            if "password" in name and not 12 <= len(value) <= 256:
+                self.module.fail_json(msg="%s must be one line of 12 to 256 characters (RFC 3720 asks "
+                                          "for CHAP secrets of at least 12 bytes; open-iscsi takes up to 256)" % name)
+        if p["wait_timeout"] < 0:
+            self.module.fail_json(msg="wait_timeout must be 0 or more seconds, got %d" % p["wait_timeout"])
+        # A list may be given empty, which the argument spec cannot tell from absent.
         if p["state"] == "present" and not p["portals"]:
             self.module.fail_json(msg="portals is empty; list the target's portals (host or host:port) to log "
                                       "in on")
-        for user, secret in (("chap_username", "chap_password"), ("chap_username_in", "chap_password_in"),
-                             ("discovery_chap_username", "discovery_chap_password")):
-            if bool(p[user]) != bool(p[secret]):
-                self.module.fail_json(msg="%s and %s go together; give both or neither" % (user, secret))
-        if p["chap_username_in"] and not p["chap_username"]:
-            self.module.fail_json(msg="chap_username_in (mutual CHAP) needs chap_username and chap_password too")
-        if p["wait_timeout"] < 0:
-            self.module.fail_json(msg="wait_timeout must be 0 or more seconds, got %d" % p["wait_timeout"])
-        for name in ("chap_password", "chap_password_in", "discovery_chap_password"):
-            if p[name] and ("\n" in p[name] or not 12 <= len(p[name]) <= 256):
-                self.module.fail_json(msg="%s must be one line of 12 to 256 characters (RFC 3720 asks "
-                                          "for CHAP secrets of at least 12 bytes; open-iscsi takes up to 256)" % name)
-        self.portals = [self.resolve(portal) for portal in p["portals"]]
+        normal = []
+        for portal in p["portals"]:
+            found, problem = iscsi.check_portal(portal)
+            if problem:
+                self.module.fail_json(msg="portal %r is not a portal: %s; write host, host:port, IPv4:port or "
+                                          "[IPv6]:port (for example 10.10.1.10:3260 or [fd00::10]:3260), with a "
+                                          "port from 1 to 65535 (3260 when left out)" % (portal, problem))
+            normal.append(found)
+        self.portals = []
+        for given, portal in zip(p["portals"], normal):
+            address = self.resolve(given, portal)
+            if address in self.portals:
+                first = p["portals"][self.portals.index(address)]
+                self.module.fail_json(msg="portals %r and %r are the same portal, %s; list each portal once"
+                                          % (first, given, address))
+            self.portals.append(address)
         self.iscsiadm = self.module.get_bin_path("iscsiadm")
         if not self.iscsiadm:
             self.module.fail_json(msg="iscsiadm was not found; install open-iscsi (the iscsi_initiator role "
                                       "does) before logging in")
 
-    def resolve(self, portal):
-        normal = iscsi.normalize_portal(portal)
-        if normal is None:
-            self.module.fail_json(msg="portal %r is not host, host:port or [ipv6]:port" % portal)
+    def resolve(self, portal, normal):
         host, port = iscsi.split_portal(normal)
         try:
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
@@ -223,18 +275,36 @@ class TargetLogin(object):
         return [s for s in iscsi.parse_sessions(out) if s["target"] == self.p["target"]] if rc == 0 else []
 
     def records(self):
-        """{portal: (tpgt, {key: value} from the record file)} for this target."""
+        """{portal: (path, {key: value} from the record file)} for this target; path is
+        None when no record file was found in either layout open-iscsi uses."""
         rc, out = self.run_iscsiadm([self.iscsiadm, "--mode", "node"], ok_rcs=(0, 21))
         found = {}
         for node in iscsi.parse_nodes(out) if rc == 0 else []:
             if node["target"] != self.p["target"]:
                 continue
-            path = iscsi.record_path(node["target"], node["portal"], node["tpgt"])
-            found[node["portal"]] = (node["tpgt"], self.read_record(path))
+            path = self.find_file(iscsi.record_paths(node["target"], node["portal"], node["tpgt"]))
+            found[node["portal"]] = (path, self.read_record(path))
+        return found
+
+    def discovery_chap(self, portals):
+        """{portal: path} of the sendtargets records among ``portals`` that hold discovery
+        CHAP settings (what discover() writes)."""
+        found = {}
+        for portal in portals:
+            path = self.find_file(iscsi.discovery_record_paths(portal))
+            record = self.read_record(path)
+            if record.get(DISCOVERY_AUTH[0]) == "CHAP" or any(record.get(key) for key in DISCOVERY_AUTH[1:]):
+                found[portal] = path
         return found
 
     @staticmethod
+    def find_file(paths):
+        return next((path for path in paths if os.path.isfile(path)), None)
+
+    @staticmethod
     def read_record(path):
+        if path is None:
+            return {}
         try:
             with open(path) as f:
                 return iscsi.parse_record(f.read())
@@ -256,7 +326,7 @@ class TargetLogin(object):
         return settings, secrets
 
     # -- plan -------------------------------------------------------------------
-    def plan(self, sessions, records):
+    def plan(self, sessions, records, discovery):
         p = self.p
         steps = dict((aspect, []) for aspect in ASPECTS)
         logged_in = set(s["portal"] for s in sessions)
@@ -276,23 +346,27 @@ class TargetLogin(object):
             portals = self.portals or sorted(logged_in | set(records))
             steps["logged_out"] = [portal for portal in portals if portal in logged_in]
             if p["forget"]:
-                steps["forgotten"] = [portal for portal in portals if portal in records]
+                steps["forgotten"] = [portal for portal in portals if portal in records or portal in discovery]
         return steps
 
     # -- apply ------------------------------------------------------------------
     def write_record(self, path, values):
-        """Set values in a record file: a new 0600 file renamed over the old one."""
-        with open(path) as f:
-            text = iscsi.set_record_values(f.read(), values)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".indextts-")
+        """Set values in a record file: a new 0600 file renamed over the old one. A
+        failure is reported with the path and the reason, never with a value."""
+        tmp = None
         try:
+            with open(path) as f:
+                text = iscsi.set_record_values(f.read(), values)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".indextts-")
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             os.rename(tmp, path)
-        except Exception:
-            os.unlink(tmp)
-            raise
+        except (IOError, OSError) as e:
+            if tmp and os.path.lexists(tmp):
+                os.unlink(tmp)
+            self.module.fail_json(msg="cannot write the record %s: %s; the record is as it was"
+                                      % (path, e.strerror or e.__class__.__name__))
 
     def discover(self, portal):
         if not self.p["discover"]:
@@ -300,7 +374,11 @@ class TargetLogin(object):
             return
         if self.p["discovery_chap_username"]:
             self.run_iscsiadm(iscsi.discoverydb_new_argv(self.iscsiadm, portal))
-            self.write_record(iscsi.discovery_record_path(portal), {
+            path = self.find_file(iscsi.discovery_record_paths(portal))
+            if path is None:
+                self.module.fail_json(msg="no sendtargets record for %s after iscsiadm --op new (looked for %s)"
+                                          % (portal, " and ".join(iscsi.discovery_record_paths(portal))))
+            self.write_record(path, {
                 "discovery.sendtargets.auth.authmethod": "CHAP",
                 "discovery.sendtargets.auth.username": self.p["discovery_chap_username"],
                 "discovery.sendtargets.auth.password": self.p["discovery_chap_password"]})
@@ -311,25 +389,37 @@ class TargetLogin(object):
                                       "target name and the target's ACL for this initiator"
                                       % (portal, self.p["target"], ", ".join(offered)))
 
-    def apply(self, steps):
+    def apply(self, steps, before, discovery):
+        """Make the planned changes; ``before`` and ``discovery`` are what inspect read."""
         p = self.p
         for portal in steps["discovered"]:
             self.discover(portal)
         records = self.records() if steps["discovered"] or steps["chap"] else {}
         settings, secrets = self.wanted_settings()
+        # The secrets first, then authmethod=CHAP (iscsiadm keeps the rest of the record
+        # when it updates one key): a failure on the way never leaves a record that asks
+        # for CHAP without a secret.
+        for portal in steps["chap"]:
+            path = records.get(portal, (None, {}))[0]
+            if path is None:
+                self.module.fail_json(msg="no node record file for %s on %s under %s/%s after discovery; "
+                                          "nothing was set on that portal" % (p["target"], portal, iscsi.NODES_DIR,
+                                                                              p["target"]))
+            self.write_record(path, secrets)
         for portal in steps["settings"]:
             for name, value in sorted(settings.items()):
                 self.run_iscsiadm(iscsi.update_argv(self.iscsiadm, p["target"], portal, name, value))
-        for portal in steps["chap"]:
-            if portal not in records:
-                self.module.fail_json(msg="no node record for %s on %s after discovery" % (p["target"], portal))
-            self.write_record(iscsi.record_path(p["target"], portal, records[portal][0]), secrets)
         for portal in steps["logged_in"]:
             self.run_iscsiadm(iscsi.node_argv(self.iscsiadm, p["target"], portal, "--login"))
         for portal in steps["logged_out"]:
             self.run_iscsiadm(iscsi.node_argv(self.iscsiadm, p["target"], portal, "--logout"), ok_rcs=(0, 21))
         for portal in steps["forgotten"]:
-            self.run_iscsiadm(iscsi.node_argv(self.iscsiadm, p["target"], portal, "--op", "delete"), ok_rcs=(0, 21))
+            if portal in before:
+                self.run_iscsiadm(iscsi.node_argv(self.iscsiadm, p["target"], portal, "--op", "delete"),
+                                  ok_rcs=(0, 21))
+            if portal in discovery:
+                self.write_record(discovery[portal], {DISCOVERY_AUTH[0]: "None", DISCOVERY_AUTH[1]: None,
+                                                      DISCOVERY_AUTH[2]: None})
 
     # -- devices --------------------------------------------------------------------
     def attached(self):
@@ -405,11 +495,14 @@ class TargetLogin(object):
     def run(self):
         self.check_params()
         sessions, records = self.sessions(), self.records()
-        steps = self.plan(sessions, records)
+        discovery = {}
+        if self.p["state"] == "absent" and self.p["forget"]:
+            discovery = self.discovery_chap(self.portals or sorted(set(s["portal"] for s in sessions) | set(records)))
+        steps = self.plan(sessions, records, discovery)
         changed = any(steps.values())
         before = self.view(sessions, records)
         if changed and not self.module.check_mode:
-            self.apply(steps)
+            self.apply(steps, records, discovery)
             sessions, records = self.sessions(), self.records()
         result = {"changed": changed, "changes": steps,
                   "sessions": [{"portal": s["portal"], "target": s["target"], "sid": s["sid"]} for s in sessions]}
@@ -465,6 +558,9 @@ def main():
             discovery_chap_password=dict(type="str", no_log=True),
             wait_timeout=dict(type="int", default=30),
         ),
+        required_together=[("chap_username", "chap_password"), ("chap_username_in", "chap_password_in"),
+                           ("discovery_chap_username", "discovery_chap_password")],
+        required_by={"chap_username_in": ("chap_username", "chap_password")},
         supports_check_mode=True,
     )
     module.exit_json(**TargetLogin(module).run())
