@@ -91,8 +91,9 @@ unit:
 integration:
 	pytest -q tests/integration
 
+# One or a few scenarios: make molecule SCENARIOS="molecule/guest molecule/iscsi_target"
 molecule:
-	tests/run-stages.sh molecule
+	tests/run-stages.sh $(or $(SCENARIOS),molecule)
 
 ## Benchmarks (not part of test: they print ratios, they do not pass or fail) -----
 bench: setup lab-up

@@ -49,13 +49,19 @@ TRANSIENT_EXIT_CODES = frozenset((5, 10, 11, 12, 14, 20, 21, 22, 23, 24, 30, 35,
 
 # Messages of ssh and rsync that make a retry pointless, with what to do about them.
 _PERMANENT_ERRORS = (
+    # A full disk stays full: rsync's code 11 (or 23, 12) is not worth a retry here.
+    (re.compile(r"No space left on device|Disk quota exceeded"),
+     "dest {dest} ran out of space: the sync needs {needed} bytes (whole blocks), {free} are free now, "
+     "and partial files of interrupted transfers hold {held} bytes in {partial}/ directories (a rerun "
+     "resumes them); free space or grow the filesystem, then rerun"),
     (re.compile(r"Host key verification failed"),
      "the SSH host key of src_host {host} is not trusted: add it to known_hosts "
      "({known_hosts}), or set host_key_checking=false explicitly"),
     (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED"),
      "the SSH host key of src_host {host} changed since it was pinned in known_hosts "
      "({known_hosts})"),
-    (re.compile(r"Permission denied \(|Too many authentication failures"),
+    # ssh's "Permission denied (publickey,password)." -- not rsync's local "(13)"
+    (re.compile(r"Permission denied \((?!\d)|Too many authentication failures"),
      "src_host {host} refused the SSH login of {login}: authorise this host's key "
      "(ssh_key) there"),
     (re.compile(r"Could not resolve hostname"),
@@ -252,6 +258,13 @@ def explain_failure(rc, stderr, context):
     # it reaps ssh (a race that a loaded machine loses): ssh's own line decides.
     if rc in (12, 255) and _SSH_UNREACHABLE.search(stderr):
         return True, "src_host {host} is unreachable over SSH".format(**context)
+    if rc < 0:
+        return True, "rsync was killed by signal %d" % -rc
+    denied = re.search(r"^.*Permission denied \(\d+\).*$", stderr, re.M)
+    if denied:
+        return False, ("rsync was refused access to a file (Permission denied): %s; run the task as a user "
+                       "who may write dest %s (become) and read src %s"
+                       % (denied.group(0).strip(), context.get("dest", "dest"), context["src"]))
     return rc in TRANSIENT_EXIT_CODES, "rsync exited with code %d" % rc
 
 

@@ -123,35 +123,17 @@ mount_point:
   sample: /srv/indextts/cache
 """
 
-import errno
 import grp
 import os
 import pwd
-import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, system_dir
 
-# Never moved aside nor replaced by a link: the root and the top-level directories of a
-# Linux system (the Filesystem Hierarchy Standard's, and /lib32, /lib64, /libx32 through
-# the /lib* pattern). What lies below them is fine (/opt/indextts/app/checkpoints).
-SYSTEM_DIRS = frozenset(["/", "/bin", "/boot", "/dev", "/efi", "/etc", "/home", "/lost+found", "/media",
-                         "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp",
-                         "/usr", "/var"])
-_LIB_DIR = re.compile(r"^/lib[^/]*$")
 # The longest suffixes cache_link adds to the name at path: a backup's, a new link's.
 BACKUP_SUFFIX = ".bak-%Y%m%dT%H%M%S"
 BACKUP_SUFFIX_LEN = len(".bak-20261121T071502")
-
-
-def system_dir(path):
-    return path in SYSTEM_DIRS or bool(_LIB_DIR.match(path))
-
-
-def error_text(e):
-    """``No space left on device (ENOSPC)``: the errno text and its name, from an OSError."""
-    name = errno.errorcode.get(e.errno)
-    return "%s (%s)" % (e.strerror or e, name) if name else str(e.strerror or e)
 
 
 class CacheLink(object):

@@ -20,12 +20,27 @@ description:
     never follows a ref or a snapshot to a missing or half-written blob. Partial files
     stay in a partial directory, never under a final name, and a rerun resumes them.
   - Seeds a new blob of a new revision from the blob the same file had in an older
-    local revision (a hard link under the new name, which rsync replaces by a new
-    file; the old blob is never modified), so that rsync's delta algorithm sends only
-    the changed blocks. Seeded blobs are always verified.
+    local revision (a hard link in its state directory, which rsync takes as the basis;
+    never under the new blob's final name, and the old blob is never modified), so
+    that rsync's delta algorithm sends only the changed blocks. Seeded blobs are always
+    verified.
   - Verifies the LFS blobs (the weights) it wrote against their names, which are their
     sha256, before any snapshot or ref is published, so a corrupt blob fails the task while
-    nothing points at it yet.
+    nothing points at it yet. A blob that does not match is moved off its final name
+    (to C(.locks/indextts-sync/rejected/) in O(dest)), so that no rerun publishes it.
+    Blobs that snapshot links about to be published point at are verified too, unless
+    an earlier run verified them and they did not change since (a record in the state
+    directory), so a blob a killed run left unverified is never published unchecked.
+  - Refuses, before writing anything, links inside a Hugging Face repo other than
+    C(snapshots/<commit>/<file>) to a file in that repo's C(blobs/) (a hostile or broken
+    source could otherwise make it, or a reader, reach outside O(dest)).
+  - One run per O(dest) at a time. A lock in O(dest) (C(flock) on
+    C(.locks/indextts-sync/lock)) is held for the whole run; the re-sync timer and
+    Ansible share it, and a second run waits up to O(lock_timeout) seconds, then fails
+    naming the run that holds it.
+  - Clears what a killed run left. Its seeds are removed, rsync's temporary files of
+    blobs become partial files that this run resumes from, and the SSH control masters
+    and directories of runs that are gone are closed and removed (RV(leftovers)).
   - Moves file data in parallel runs (O(streams)), large files shared out by size, each
     on its own SSH connection, and hashes blobs for verification while the transfer
     still runs.
@@ -159,11 +174,19 @@ options:
     type: list
     elements: path
   owner:
-    description: Owner of everything that lands in O(dest). Needs root (become).
+    description:
+      - Owner of everything that lands in O(dest), a user name or a numeric id. Needs
+        root (become); a name that is not a user on this host is refused.
     type: str
   group:
-    description: Group of everything that lands in O(dest).
+    description: Group of everything that lands in O(dest), a group name or a numeric id.
     type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that holds the lock of O(dest) (the re-sync
+        timer, another play); V(0) fails at once when the lock is held.
+    type: int
+    default: 1800
 requirements:
   - rsync 3.1 or later on this host and on the source host
 notes:
@@ -173,6 +196,11 @@ notes:
   - When this host's CPU has AES instructions, AES-GCM ciphers come first in the SSH
     cipher preference (chacha20-poly1305, ssh's default first choice, is slower there);
     the rest of ssh's default list follows.
+  - The module keeps its state in O(dest) under C(.locks/indextts-sync/) (the lock, the
+    record of verified blobs, seeds during a run, rejected blobs). huggingface_hub's
+    cache scan skips C(.locks), the top-level C(.locks) is never transferred from the
+    source, and O(delete) never removes it.
+  - O(dest) may not be C(/) or a top-level system directory such as C(/etc) or C(/usr).
   - The source host only needs to accept a read-only rsync login, for example an
     C(authorized_keys) entry with C(command="rrsync -ro /srv/cache"). The role
     M(indextts.deploy.model_cache) sets that up.
@@ -256,6 +284,29 @@ seeded_blobs:
   type: list
   elements: dict
   sample: [{blob: hub/models--org--m/blobs/9b1c..., basis: hub/models--org--m/blobs/3f2a...}]
+leftovers:
+  description: What this run cleared or resumed of runs that were killed, in words.
+  returned: always
+  type: list
+  elements: str
+  sample: ["kept 1 interrupted blob transfer(s) as partial files to resume"]
+lock_waited:
+  description: Seconds this run waited for another run that held the lock of O(dest).
+  returned: always
+  type: float
+  sample: 0.0
+corrupt_blobs:
+  description: Blobs that did not match their hash names (moved to C(.locks/indextts-sync/rejected/)).
+  returned: failure
+  type: list
+  elements: str
+  sample: [hub/models--org--m/blobs/9b1c...]
+escaping_links:
+  description: Links of the source refused because they leave their repo's blobs, as C(path -> target).
+  returned: failure
+  type: list
+  elements: str
+  sample: ["hub/models--org--m/blobs/sub -> /etc"]
 verified_blobs:
   description: How many blobs were checked against their names.
   returned: always
@@ -268,8 +319,15 @@ attempts:
   sample: 1
 """
 
+import errno
+import fcntl
+import grp
 import hashlib
+import json
 import os
+import pwd
+import re
+import socket
 import tempfile
 import threading
 import time
@@ -278,8 +336,24 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
 from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, system_dir
 
 PARTIAL_DIR = ".indextts-partial"
+# The module's own state inside dest: its lock, the seeds of revision-aware delta,
+# rejected blobs and the record of verified ones. Under .locks, which huggingface_hub's
+# cache scan skips; never transferred (filtered out on both sides), never deleted by
+# delete=true.
+STATE_DIR = ".locks/indextts-sync"
+LOCK_FILE = "lock"
+SEEDS_DIR = "seeds"
+REJECTED_DIR = "rejected"
+VERIFIED_RECORD = "verified.json"
+SSH_DIR_PREFIX = "indextts-ssh-"
+# rsync's temporary file for <name> in the same directory: .<name>.XXXXXX
+_TEMP_RE = re.compile(r"^\.(?P<name>[0-9a-f]{40}|[0-9a-f]{64})\.[A-Za-z0-9]{6}$")
+# rsync's --bwlimit: a rate in KiB/s, or with a K, M, G (or KB, MiB ...) suffix
+_BWLIMIT_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPkmgtp]([Ii]?[Bb])?)?$")
+_BAD_NAME_RE = re.compile(r"(^-)|[\s\x00-\x1f\x7f]")
 CHANGED_FILES_LIMIT = 200
 FILES_FROM_LIMIT = 1000
 SEEDED_BLOCK_SIZE = 4096
@@ -464,7 +538,12 @@ class ModelCacheSync(object):
         self.elapsed = 0.0
         self.attempts = 1
         self.is_root = os.geteuid() == 0
-        self.seeds = {}  # seeded path -> inode of its basis
+        self.state = os.path.join(self.dest, STATE_DIR)
+        self.seeds = {}  # new blob (relative to dest) -> its seed in the state dir
+        self.lock_fd = None
+        self.wrote = False  # once True, a failure still reports changed
+        self.verified_record = {}  # blob -> [size, mtime_ns, inode] when it last matched its name
+        self.planned = []
         self.runs = []  # each rsync run and how long it took
         self.hasher = None
         # rsync's --bwlimit holds per run: one run keeps it a limit of the whole sync.
@@ -473,65 +552,128 @@ class ModelCacheSync(object):
         self.ciphers = _rsync.cipher_preference(read_cpuinfo()) if self.host else None
         self.control_dir = None
 
+    def fail(self, msg, **kwargs):
+        """Fail the task; once data was written, the result still says changed."""
+        self.module.fail_json(msg=msg, changed=self.wrote, **kwargs)
+
     # -- inspect: reads only ---------------------------------------------------
     def check_params(self):
         p = self.params
         for name in ("src", "dest", "ssh_key", "known_hosts"):
             if p[name] and not os.path.isabs(p[name]):
-                self.module.fail_json(msg="%s must be an absolute path, got %r" % (name, p[name]))
+                self.fail("%s must be an absolute path, got %r" % (name, p[name]))
+        for path in (os.path.normpath(self.dest), os.path.realpath(self.dest)):
+            if system_dir(path):
+                what = "a system directory" if path == self.dest else "a link to the system directory %s" % path
+                self.fail("dest %s is %s; sync the cache into a directory of its own below it, for "
+                          "example /srv/indextts/cache" % (self.dest, what))
+        for name in ("src_host", "src_user"):
+            if p[name] is not None and (not p[name] or _BAD_NAME_RE.search(p[name]) or
+                                        (name == "src_user" and ("@" in p[name] or ":" in p[name]))):
+                self.fail("%s %r is not a %s: it is empty, starts with '-', or holds a space, '@', ':' or "
+                          "a control character; fix the inventory value" % (
+                              name, p[name], "host name or address" if name == "src_host" else "user name"))
+        if not 1 <= p["ssh_port"] <= 65535:
+            self.fail("ssh_port must be a TCP port from 1 to 65535, got %d" % p["ssh_port"])
+        if p["bwlimit"] and not _BWLIMIT_RE.match(p["bwlimit"]):
+            self.fail("bwlimit %r is not a rate rsync reads: give KiB per second (5000) or a number with "
+                      "a unit (50M, 1.5G)" % p["bwlimit"])
+        if p["lock_timeout"] < 0:
+            self.fail("lock_timeout must be 0 (do not wait) or more seconds, got %d" % p["lock_timeout"])
         if not self.host and os.path.realpath(self.src) == os.path.realpath(self.dest):
-            self.module.fail_json(msg="src and dest are the same local directory (%s); "
-                                      "set src_host to pull from another host" % self.dest)
+            self.fail("src and dest are the same local directory (%s); "
+                      "set src_host to pull from another host" % self.dest)
         if not self.host and not os.path.isdir(self.src):
-            self.module.fail_json(msg="src %s is not a directory on this host; "
-                                      "set src_host when it lives on another host" % self.src)
+            self.fail("src %s is not a directory on this host; "
+                      "set src_host when it lives on another host" % self.src)
         for basis in p["link_dest"] or []:
             if not os.path.isabs(basis) or not os.path.isdir(basis):
-                self.module.fail_json(msg="link_dest entry %r is not an absolute path of a directory on this "
-                                          "host; name an earlier copy of the tree (for example the release "
-                                          "in use), or leave it out" % basis)
+                self.fail("link_dest entry %r is not an absolute path of a directory on this "
+                          "host; name an earlier copy of the tree (for example the release "
+                          "in use), or leave it out" % basis)
             if os.path.realpath(basis) == os.path.realpath(self.dest):
-                self.module.fail_json(msg="link_dest entry %s is dest itself; name an earlier copy of the tree" % basis)
+                self.fail("link_dest entry %s is dest itself; name an earlier copy of the tree" % basis)
         for name in ("ssh_key", "known_hosts"):
             if p[name] and not os.path.isfile(p[name]):
-                self.module.fail_json(msg="%s %s does not exist on this host" % (name, p[name]))
+                self.fail("%s %s does not exist on this host" % (name, p[name]))
         if p["retries"] < 0:
-            self.module.fail_json(msg="retries must be 0 or more, got %d" % p["retries"])
+            self.fail("retries must be 0 or more, got %d" % p["retries"])
         if p["retry_delay"] < 0:
-            self.module.fail_json(msg="retry_delay must be 0 or more, got %s" % p["retry_delay"])
+            self.fail("retry_delay must be 0 or more, got %s" % p["retry_delay"])
         if p["streams"] < 0:
-            self.module.fail_json(msg="streams must be 0 (one per CPU, at most %d) or more, got %d"
-                                      % (MAX_AUTO_STREAMS, p["streams"]))
+            self.fail("streams must be 0 (one per CPU, at most %d) or more, got %d"
+                      % (MAX_AUTO_STREAMS, p["streams"]))
         if p["timeout"] < 0:
-            self.module.fail_json(msg="timeout must be 0 (off) or more seconds, got %d" % p["timeout"])
+            self.fail("timeout must be 0 (off) or more seconds, got %d" % p["timeout"])
         if p["owner"] and not self.is_root:
-            self.module.fail_json(msg="owner=%s needs root on this host: run the task with become" % p["owner"])
+            self.fail("owner=%s needs root on this host: run the task with become" % p["owner"])
+        for name, lookup, what in (("owner", pwd.getpwnam, "user"), ("group", grp.getgrnam, "group")):
+            if p[name] and not p[name].isdigit():
+                try:
+                    lookup(p[name])
+                except KeyError:
+                    self.fail("%s %r is not a %s on this host; create it first, or give a numeric id"
+                              % (name, p[name], what))
         if self.host and not p["host_key_checking"]:
             self.module.warn("host_key_checking is off: the identity of src_host %s is not verified" % self.host)
         bad = [m for m in p["models"] or [] if hf.repo_dir_name(m) is None]
         if bad:
-            self.module.fail_json(msg="models entries %s are not repo ids; use org/name or "
-                                      "models--org--name" % ", ".join(repr(m) for m in bad))
+            self.fail("models entries %s are not repo ids; use org/name or "
+                      "models--org--name" % ", ".join(repr(m) for m in bad))
 
     def check_dest(self):
         """dest is a directory or does not exist yet."""
         if os.path.lexists(self.dest) and not os.path.isdir(self.dest):
-            self.module.fail_json(msg="dest %s exists and is not a directory; remove it or "
-                                      "choose another dest" % self.dest)
+            self.fail("dest %s exists and is not a directory; remove it or "
+                      "choose another dest" % self.dest)
 
-    def free_bytes(self):
-        """Free space for an unprivileged writer on the filesystem that will hold dest."""
+    def statvfs(self):
+        """statvfs of the filesystem that holds (or will hold) dest."""
         path = self.dest
         while not os.path.exists(path):
             path = os.path.dirname(path)
-        st = os.statvfs(path)
+        return os.statvfs(path)
+
+    def free_bytes(self):
+        """Free space for an unprivileged writer on the filesystem that will hold dest."""
+        st = self.statvfs()
         return st.f_bavail * st.f_frsize
 
-    def context(self):
+    def needed_bytes(self, changes):
+        """Space the planned files take on dest's filesystem: whole blocks, not bytes
+        (20,000 small files of 100 bytes take 80 MB on 4 KiB blocks, not 2 MB)."""
+        block = self.statvfs().f_frsize or 4096
+        return sum(-(-c.get("size", 0) // block) * block for c in changes if c["type"] == "file")
+
+    def held_by_partials(self):
+        """(bytes, files) that partial files of interrupted transfers hold under dest:
+        rsync's partial dirs (kept so that a rerun resumes them) and its temporary files."""
+        held = files = 0
+        for dirpath, dirnames, filenames in os.walk(self.dest):
+            if os.path.relpath(dirpath, self.dest) == os.path.dirname(STATE_DIR):
+                dirnames[:] = []
+                continue
+            in_partial = os.path.basename(dirpath) == PARTIAL_DIR
+            for name in filenames:
+                if in_partial or _TEMP_RE.match(name):
+                    try:
+                        held += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                        files += 1
+                    except OSError:
+                        pass
+        return held, files
+
+    def context(self, planned=()):
+        """The names and figures rsync's failure messages use (see _rsync.explain_failure)."""
         login = "%s@%s" % (self.params["src_user"], self.host) if self.params["src_user"] else self.host
-        return {"src": self.src, "host": self.host, "login": login,
-                "where": self.host or "this host",
-                "known_hosts": self.params["known_hosts"] or "~/.ssh/known_hosts"}
+        context = {"src": self.src, "host": self.host, "login": login, "dest": self.dest,
+                   "where": self.host or "this host",
+                   "known_hosts": self.params["known_hosts"] or "~/.ssh/known_hosts",
+                   "partial": PARTIAL_DIR}
+        context["held"], _files = self.held_by_partials()
+        context["free"] = self.free_bytes()
+        context["needed"] = self.needed_bytes(planned)
+        return context
 
     def control_path(self, shared):
         """The SSH control socket for a run that shares the connection, "none" for one
@@ -541,7 +683,8 @@ class ModelCacheSync(object):
         if not shared:
             return "none"
         if self.control_dir is None:
-            self.control_dir = tempfile.mkdtemp(prefix="indextts-ssh-")
+            # The pid in the name lets a later run clear what a killed one left.
+            self.control_dir = tempfile.mkdtemp(prefix="%s%d-" % (SSH_DIR_PREFIX, os.getpid()))
         return os.path.join(self.control_dir, "ssh")
 
     def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False,
@@ -561,8 +704,10 @@ class ModelCacheSync(object):
         chown = None
         if p["owner"] or p["group"]:
             chown = "%s:%s" % (p["owner"] or "", p["group"] or "")
-        # Partial dirs (ours, or a source node's own) are never part of the cache.
-        rules = ["- %s/" % PARTIAL_DIR] + list(exclude) + list(filters or [])
+        # Partial dirs (ours, or a source node's own) are never part of the cache, nor is
+        # the top-level .locks: huggingface_hub's transient lock files, and this module's
+        # state (a source node's, or a link a hostile source would plant there).
+        rules = ["- %s/" % PARTIAL_DIR, "- /%s" % os.path.dirname(STATE_DIR)] + list(exclude) + list(filters or [])
         if not files_from:
             rules += hf.visibility_filters(stage)
         source = _rsync.source_spec(self.src, self.host, p["src_user"])
@@ -579,7 +724,9 @@ class ModelCacheSync(object):
             remote_shell=remote_shell, block_size=block_size,
             timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
             preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"],
-            link_dest=p["link_dest"] or ())
+            # Seeds are the basis of the new blobs' delta transfer, from outside the blobs dirs.
+            link_dest=list(p["link_dest"] or ()) + ([os.path.join(self.state, SEEDS_DIR)]
+                                                    if self.seeds and stage in ("content", "all") else []))
 
     def attempt_rsync(self, argv, what, paths=None):
         """Run rsync, retrying transient failures with back-off. Returns stdout, or an
@@ -597,7 +744,7 @@ class ModelCacheSync(object):
             self.attempts = max(self.attempts, attempt)
             if rc == 0 or rc == 24:  # 24: a source file vanished while listed; the rest is in place
                 return out
-            transient, why = _rsync.explain_failure(rc, err, self.context())
+            transient, why = _rsync.explain_failure(rc, err, self.context(self.planned))
             if not transient or attempt > self.params["retries"]:
                 return RsyncFailure("%s failed after %d attempt(s): %s" % (what, attempt, why),
                                     rc, _rsync.last_lines(err), attempt)
@@ -616,8 +763,7 @@ class ModelCacheSync(object):
         self.elapsed += time.monotonic() - started
         for outcome in outcomes:
             if isinstance(outcome, RsyncFailure):
-                self.module.fail_json(msg=outcome.msg, rc=outcome.rc, stderr=outcome.stderr,
-                                      attempts=outcome.attempts)
+                self.fail(outcome.msg, rc=outcome.rc, stderr=outcome.stderr, attempts=outcome.attempts)
         return outcomes
 
     def run_rsync(self, argv, what, paths=None):
@@ -641,9 +787,9 @@ class ModelCacheSync(object):
         have = self.source_repos()
         unknown = [m for m, d in zip(self.params["models"], wanted) if d not in have]
         if unknown:
-            self.module.fail_json(msg="models entries %s are not in src %s on %s (it has: %s)"
-                                      % (", ".join(repr(m) for m in unknown), self.src,
-                                         self.host or "this host", ", ".join(sorted(have)) or "no repos"))
+            self.fail("models entries %s are not in src %s on %s (it has: %s)"
+                      % (", ".join(repr(m) for m in unknown), self.src,
+                         self.host or "this host", ", ".join(sorted(have)) or "no repos"))
         return hf.models_filters(sorted(set(wanted)))
 
     def plan(self, filters):
@@ -736,45 +882,221 @@ class ModelCacheSync(object):
                 pairs.append({"blob": blob, "basis": basis})
         return pairs
 
-    # -- apply -------------------------------------------------------------------
-    def seed(self, pairs):
-        """Hard-link each basis under the new blob's final name, so rsync takes it as
-        the basis of the transfer.
+    def escaping_links(self, changes):
+        """Planned links inside a Hugging Face repo that are not what the cache layout
+        allows (snapshots/<commit>/<file> -> a file directly in that repo's blobs/), as
+        "path -> target". Such a link from a hostile or broken source would make this
+        module, or a reader, reach outside dest. Elsewhere (a release's virtualenv)
+        links are the tree's own business."""
+        bad = []
+        for c in changes:
+            if c["type"] != "symlink":
+                continue
+            split = hf.split_repo_path(c["path"])
+            if not split:
+                continue
+            target = c.get("target", "")
+            blob = hf.link_target_path(c["path"], target) if hf.snapshot_file(c["path"]) else None
+            blob_split = hf.split_repo_path(blob) if blob else None
+            if not (blob_split and blob_split[0] == split[0] and blob_split[1] == "blobs"
+                    and blob_split[2] and "/" not in blob_split[2]):
+                bad.append("%s -> %s" % (c["path"], target))
+        return bad
 
-        rsync writes the new content to a temporary file and renames it over the link,
-        so the old blob is never modified. Not in rsync's partial dir: rsync updates a
-        partial-dir basis in place, which would rewrite the old blob through the link.
-        Until the transfer replaces it, the link holds the old content under the new
-        name; no snapshot points at that name before the content stage is done, and
-        check_seeds() makes sure every seed was replaced.
-        """
-        seeded = []
-        for pair in pairs:
-            target = os.path.join(self.dest, pair["blob"])
-            basis = os.path.join(self.dest, pair["basis"])
-            if os.path.lexists(target):
+    # -- apply -------------------------------------------------------------------
+    def inside_dest(self, rel):
+        """True when dest/<rel>'s directory is reached without leaving dest through a link."""
+        real = os.path.realpath(os.path.join(self.dest, os.path.dirname(rel)))
+        return real == os.path.join(os.path.realpath(self.dest), os.path.dirname(rel)).rstrip("/")
+
+    def lock(self):
+        """Hold dest's lock for the rest of the run (flock on <dest>/%s/%s), waiting up to
+        lock_timeout seconds for a run that holds it: one run per dest, and the re-sync
+        timer and Ansible share it. Makes dest. The kernel releases the lock when this
+        process ends, however it ends."""
+        base = os.path.join(self.dest, os.path.dirname(STATE_DIR))
+        for path in (base, self.state):
+            if os.path.islink(path):
+                self.fail("%s is a symbolic link; refusing to keep the sync's lock and state through it "
+                          "(a source must not plant links there). Remove the link and rerun." % path)
+        if not os.path.isdir(self.dest):
+            os.makedirs(self.dest, 0o755)
+        for path in (base, self.state):
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o755)
+        fd = os.open(os.path.join(self.state, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if time.monotonic() - started >= self.params["lock_timeout"]:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "a run that has not said who it is"
+                os.close(fd)
+                self.fail("dest %s is being synced by another run (%s) that did not finish within lock_timeout=%d "
+                          "s; wait for it (journalctl -u indextts-cache-sync for the timer's), or raise "
+                          "lock_timeout" % (self.dest, holder, self.params["lock_timeout"]))
+            time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("pid %d on %s since %s\n" % (os.getpid(), socket.gethostname(),
+                                                    time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode(), 0)
+        self.lock_fd = fd
+        return time.monotonic() - started
+
+    def remove_tree(self, top):
+        """Remove a directory tree of this module's own state (seeds are extra hard links
+        to blobs), never following a link out of it."""
+        if not os.path.lexists(top):
+            return
+        if os.path.islink(top) or not os.path.isdir(top):
+            os.unlink(top)
+            return
+        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                os.unlink(os.path.join(dirpath, name))
+            os.rmdir(dirpath)
+
+    def clear_leftovers(self):
+        """What earlier runs left when they were killed: seeds are removed (they never
+        sat under a final name) and rsync's temporary files of blobs become partial files
+        that this run resumes from. Returns what was done, in words."""
+        done = []
+        seeds = os.path.join(self.state, SEEDS_DIR)
+        if os.path.lexists(seeds):
+            self.remove_tree(seeds)
+            done.append("removed the seeds of an earlier run")
+        resumed = 0
+        for dirpath, dirnames, filenames in os.walk(self.dest):
+            rel = os.path.relpath(dirpath, self.dest)
+            depth = 0 if rel == "." else rel.count("/") + 1
+            split = hf.split_repo_path(rel) if rel != "." else None
+            if split and split[1] == "blobs" and not split[2]:
+                dirnames[:] = []
+                for name in filenames:
+                    match = _TEMP_RE.match(name)
+                    if match:
+                        resumed += self.keep_as_partial(dirpath, name, match.group("name"))
+            elif rel == os.path.dirname(STATE_DIR) or depth >= 4 or (split and split[1]):
+                dirnames[:] = []  # repos sit at most 3 levels down; only their blobs/ matter
+        if resumed:
+            done.append("kept %d interrupted blob transfer(s) as partial files to resume" % resumed)
+        return done
+
+    def keep_as_partial(self, directory, temp, name):
+        """rsync's temporary file of a blob, left by a killed run, as the partial file
+        rsync resumes from (the larger one wins when there is one already). 1 if kept."""
+        partial_dir = os.path.join(directory, PARTIAL_DIR)
+        partial = os.path.join(partial_dir, name)
+        temp = os.path.join(directory, temp)
+        try:
+            if os.path.exists(os.path.join(directory, name)):
+                os.unlink(temp)  # the transfer finished after all
+                return 0
+            if os.path.lexists(partial) and os.lstat(partial).st_size >= os.lstat(temp).st_size:
+                os.unlink(temp)
+                return 0
+            if not os.path.isdir(partial_dir):
+                os.mkdir(partial_dir, 0o700)
+            os.rename(temp, partial)
+            return 1
+        except OSError as e:
+            self.module.warn("could not keep %s as a partial file: %s" % (temp, error_text(e)))
+            return 0
+
+    def close_stale_ssh(self):
+        """Close the SSH control masters of runs of this user that are gone, and remove
+        their directories (<tmp>/indextts-ssh-<pid>-XXXX)."""
+        done = []
+        top = tempfile.gettempdir()
+        try:
+            names = os.listdir(top)
+        except OSError:
+            return done
+        for name in names:
+            match = re.match(r"^%s(\d+)-" % SSH_DIR_PREFIX, name)
+            path = os.path.join(top, name)
+            if not match or int(match.group(1)) == os.getpid() or os.path.exists("/proc/%s" % match.group(1)):
                 continue
             try:
-                os.link(basis, target)
-            except OSError as e:
-                self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], e))
+                if os.lstat(path).st_uid != os.geteuid() or os.path.islink(path):
+                    continue
+                sock = os.path.join(path, "ssh")
+                if os.path.exists(sock):
+                    ssh = self.module.get_bin_path("ssh") or "ssh"
+                    self.module.run_command([ssh, "-o", "ControlPath=%s" % sock, "-O", "exit", "stale"])
+                    if os.path.lexists(sock):
+                        os.unlink(sock)
+                os.rmdir(path)
+                done.append("closed the SSH connection of an earlier run (%s)" % path)
+            except OSError:
                 continue
-            self.seeds[target] = os.stat(basis).st_ino
+        return done
+
+    def seed(self, pairs):
+        """Hard-link each basis into the state dir under the new blob's path, where
+        rsync takes it (as a --link-dest dir) as the basis of the new blob's delta
+        transfer. Never under a final name: a seed holds the old content, and a name in
+        blobs/ promises the content of its hash. rsync writes the new blob to a
+        temporary file and renames it into place, so the old blob is never modified.
+        Only between regular files inside dest (a link from an older sync must not
+        carry the seed, or rsync, outside it)."""
+        seeded = []
+        real_dest = os.path.realpath(self.dest) + os.sep
+        for pair in pairs:
+            basis = os.path.join(self.dest, pair["basis"])
+            seed = os.path.join(self.state, SEEDS_DIR, pair["blob"])
+            if os.path.lexists(os.path.join(self.dest, pair["blob"])):
+                continue
+            try:
+                if (not self.inside_dest(pair["basis"]) or not self.inside_dest(pair["blob"])
+                        or not os.path.realpath(basis).startswith(real_dest) or os.path.islink(basis)
+                        or not os.path.isfile(basis)):
+                    self.module.warn("not seeding %s from %s: a link leads out of dest %s"
+                                     % (pair["blob"], pair["basis"], self.dest))
+                    continue
+                if not os.path.isdir(os.path.dirname(seed)):
+                    os.makedirs(os.path.dirname(seed), 0o700)
+                os.link(basis, seed, follow_symlinks=False)
+            except OSError as e:
+                self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], error_text(e)))
+                continue
+            self.seeds[pair["blob"]] = seed
             seeded.append(pair)
         return seeded
 
-    def check_seeds(self):
-        """Remove (and fail on) any seed the transfer did not replace: its name would
-        promise content it does not hold."""
-        stale = [path for path, ino in self.seeds.items()
-                 if os.path.lexists(path) and os.lstat(path).st_ino == ino]
-        for path in stale:
-            os.unlink(path)
-        if stale:
-            self.module.fail_json(
-                msg="rsync did not replace %d seeded blob(s) under dest %s (%s); they were "
-                    "removed again. Rerun the task, or set revision_delta=false."
-                    % (len(stale), self.dest, ", ".join(os.path.relpath(p, self.dest) for p in stale)))
+    def recorded(self, rel):
+        """True when blob rel matched its name in an earlier run and was not changed since."""
+        try:
+            st = os.lstat(os.path.join(self.dest, rel))
+        except OSError:
+            return False
+        return self.verified_record.get(rel) == [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def load_record(self):
+        try:
+            with open(os.path.join(self.state, VERIFIED_RECORD)) as f:
+                record = json.load(f)
+            self.verified_record = record if isinstance(record, dict) else {}
+        except (IOError, OSError, ValueError):
+            self.verified_record = {}
+
+    def save_record(self, blobs):
+        """Add blobs (just verified) to the record; drop entries of blobs that are gone."""
+        for rel in blobs:
+            try:
+                st = os.lstat(os.path.join(self.dest, rel))
+            except OSError:
+                continue
+            self.verified_record[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        record = dict((rel, v) for rel, v in self.verified_record.items()
+                      if os.path.lexists(os.path.join(self.dest, rel)))
+        path = os.path.join(self.state, VERIFIED_RECORD)
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, sort_keys=True)
+        os.replace(path + ".tmp", path)
 
     def transfer(self, stages, filters):
         totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
@@ -792,6 +1114,7 @@ class ModelCacheSync(object):
             if stage != "content" and verified is None:
                 # Blobs are checked before any snapshot or ref can point at them.
                 verified = self.check_content(changes)
+            self.wrote = True
             jobs = []
             for i, (paths, exclude) in enumerate(runs):
                 what = "sync (%s stage%s)" % (stage, ", run %d of %d" % (i + 1, len(runs)) if len(runs) > 1 else "")
@@ -818,11 +1141,27 @@ class ModelCacheSync(object):
         return changes, totals, verified
 
     def check_content(self, changes):
-        """After the content stage: every seed replaced, the blobs to verify verified."""
+        """After the content stage: the seeds gone, and verified: the blobs to verify,
+        and those the planned snapshot links point at that never matched their names
+        here (landed by a run that was killed before it verified them, say)."""
         if self.hasher:
             self.hasher.stop()
-        self.check_seeds()
-        return self.verify(self.blobs_to_verify(changes))
+        self.remove_tree(os.path.join(self.state, SEEDS_DIR))
+        blobs = self.blobs_to_verify(changes)
+        if self.params["verify"] != "none":
+            blobs = sorted(set(blobs) | set(b for b in self.linked_blobs(self.planned) if not self.recorded(b)))
+        return self.verify(blobs)
+
+    @staticmethod
+    def linked_blobs(changes):
+        """LFS blobs the snapshot links among changes point at."""
+        blobs = []
+        for c in changes:
+            if c["type"] == "symlink" and hf.snapshot_file(c["path"]):
+                blob = hf.link_target_path(c["path"], c.get("target", ""))
+                if blob and hf.is_lfs_blob(os.path.basename(blob)):
+                    blobs.append(blob)
+        return blobs
 
     def start_hasher(self, planned):
         """Hash the blobs the plan says this run writes while the transfer goes on
@@ -835,7 +1174,7 @@ class ModelCacheSync(object):
         every one under dest (all), and in any case those seeded from an older
         revision. ``scope`` is the verify option unless given."""
         scope = scope or self.params["verify"]
-        seeded = [os.path.relpath(p, self.dest) for p in self.seeds]
+        seeded = list(self.seeds)
         if scope == "none":
             paths = seeded
         elif scope == "new":
@@ -845,6 +1184,9 @@ class ModelCacheSync(object):
             for dirpath, dirnames, filenames in os.walk(self.dest):
                 dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
                 rel = os.path.relpath(dirpath, self.dest)
+                if rel == os.path.dirname(STATE_DIR):
+                    dirnames[:] = []
+                    continue
                 paths += [os.path.join(rel, f) for f in filenames]
         blobs = []
         for path in sorted(set(os.path.normpath(p) for p in paths)):
@@ -866,18 +1208,36 @@ class ModelCacheSync(object):
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             bad = [path for path in pool.map(mismatch, blobs) if path]
         if bad:
-            self.module.fail_json(
-                msg="%d blob(s) under dest %s do not match their hash names: %s. The source "
-                    "holds corrupt blobs or they were changed during the transfer; no snapshot "
-                    "or ref was published for them and nothing was deleted. Repair the source "
-                    "and rerun." % (len(bad), self.dest, ", ".join(bad[:10])),
+            rejected = os.path.join(self.state, REJECTED_DIR)
+            for path in bad:
+                # Off its final name, so that no later run takes it for a verified blob
+                # (a rerun fetches it again and checks it again); kept for inspection.
+                aside = os.path.join(rejected, path)
+                if not os.path.isdir(os.path.dirname(aside)):
+                    os.makedirs(os.path.dirname(aside), 0o700)
+                os.replace(os.path.join(self.dest, path), aside)
+                self.wrote = True
+            self.fail(
+                "%d blob(s) under dest %s do not match their hash names: %s. The source "
+                "holds corrupt blobs or they were changed during the transfer; no snapshot "
+                "or ref was published for them, and they were moved to %s/ so that no rerun "
+                "publishes them. Repair the source and rerun." % (len(bad), self.dest, ", ".join(bad[:10]), rejected),
                 corrupt_blobs=bad)
+        self.save_record(blobs)
         return len(blobs)
 
     def close(self):
-        """Stop the hashing thread and close the shared SSH connection; remove its directory."""
+        """Stop the hashing thread, close the shared SSH connection and remove its
+        directory, remove the seeds, release the lock."""
         if self.hasher:
             self.hasher.stop()
+        if self.lock_fd is not None:
+            try:
+                self.remove_tree(os.path.join(self.state, SEEDS_DIR))
+            except OSError as e:
+                self.module.warn("could not remove the seeds in %s: %s" % (self.state, error_text(e)))
+            os.close(self.lock_fd)  # releases the flock
+            self.lock_fd = None
         if self.control_dir is None:
             return
         socket = os.path.join(self.control_dir, "ssh")
@@ -891,25 +1251,57 @@ class ModelCacheSync(object):
         except OSError as e:
             self.module.warn("could not remove the SSH control directory %s: %s" % (self.control_dir, e))
 
+    def check_room(self, changes, plan_stats):
+        """Refuse, before anything is written, a sync that does not fit on dest's filesystem."""
+        needed = self.needed_bytes(changes)
+        free = self.free_bytes()
+        if needed > free:
+            held, files = self.held_by_partials()
+            self.fail(
+                "dest %s has %d bytes free on its filesystem but the sync needs %d (its files in whole "
+                "blocks; source total %d)%s: free space there, grow the filesystem, or choose another dest"
+                % (self.dest, free, needed, plan_stats.get("total_size", 0),
+                   "; %d partial file(s) of interrupted transfers hold %d bytes in %s/ directories "
+                   "(a rerun resumes them; remove them to start over)" % (files, held, PARTIAL_DIR)
+                   if files else ""))
+
     def run(self):
         self.check_params()
         self.check_dest()
         filters = self.model_filters()
+        result = {"changed": False, "seeded_blobs": [], "verified_blobs": 0, "leftovers": [], "lock_waited": 0.0}
+        if not self.module.check_mode and self.host:
+            result["leftovers"] += self.close_stale_ssh()
+        if not self.module.check_mode and os.path.isdir(self.dest):
+            result["lock_waited"] = round(self.lock(), 3)
+            result["leftovers"] += self.clear_leftovers()
+            self.load_record()
         changes, plan_stats = self.plan(filters)
-        result = {"changed": bool(changes), "seeded_blobs": [], "verified_blobs": 0}
+        if changes and not self.module.check_mode:
+            self.check_room(changes, plan_stats)
+        if changes and not self.module.check_mode and self.lock_fd is None:
+            # dest did not exist: it is made now, under the lock; a run that made it
+            # meanwhile (we waited) may have done the work, so plan again.
+            result["lock_waited"] = round(self.lock(), 3)
+            if result["lock_waited"]:
+                result["leftovers"] += self.clear_leftovers()
+                self.load_record()
+                changes, plan_stats = self.plan(filters)
+        escaping = self.escaping_links(changes)
+        if escaping:
+            self.fail("src %s on %s holds links inside Hugging Face repos that the cache layout does not have, "
+                      "which would reach outside dest: %s. A repo links only snapshots/<commit>/<file> to "
+                      "../../blobs/<name> (or deeper ../ for nested files); nothing was changed. Repair the "
+                      "source." % (self.src, self.host or "this host", "; ".join(escaping[:10])),
+                      escaping_links=escaping)
+        self.planned = changes
+        result["changed"] = bool(changes)
         plan_bytes = plan_stats.get("bytes_sent", 0) + plan_stats.get("bytes_received", 0)
         stats = {"files_transferred": plan_stats.get("files_transferred", 0),
                  "bytes_transferred": plan_bytes, "literal_bytes": 0, "matched_bytes": 0,
                  "total_size": plan_stats.get("total_size", 0)}
 
         if changes and not self.module.check_mode:
-            needed = plan_stats.get("transferred_size", 0)
-            free = self.free_bytes()
-            if needed > free:
-                self.module.fail_json(
-                    msg="dest %s has %d bytes free on its filesystem but the sync needs %d "
-                        "(source total %d): free space there or choose another dest"
-                        % (self.dest, free, needed, plan_stats.get("total_size", 0)))
             if self.host and self.params["revision_delta"]:
                 result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
             self.start_hasher(changes)
@@ -953,7 +1345,9 @@ def main():
             group=dict(type="str"),
             dir_times=dict(type="bool", default=True),
             link_dest=dict(type="list", elements="path"),
+            lock_timeout=dict(type="int", default=1800),
         ),
+        required_by=dict(src_user="src_host", ssh_key="src_host", known_hosts="src_host"),
         supports_check_mode=True,
     )
     module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}

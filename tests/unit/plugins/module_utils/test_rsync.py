@@ -129,11 +129,21 @@ def test_parse_stats_reads_numbers_with_and_without_commas():
     # The same refusal when rsync sees the closed pipe before it reaps ssh: code 12, not
     # 255 (seen in the cache_sync scenario on a loaded CI machine).
     ("err-refused-rc12.txt", True, "unreachable over SSH"),
+    # A full disk (rsync 3.x into a 1 MiB tmpfs): named, with the figures, and not retried.
+    ("err-enospc-rc11.txt", False, "dest /srv/dest ran out of space: the sync needs 3002368 bytes (whole "
+                                   "blocks), 4096 are free now, and partial files of interrupted transfers "
+                                   "hold 1044480 bytes in .indextts-partial/ directories"),
+    # A local refusal (an unprivileged rsync reading a 0600 file) is not an SSH login refusal.
+    ("err-local-denied-rc23.txt", False, 'rsync was refused access to a file (Permission denied): rsync: '
+                                         '[sender] send_files failed to open "/tmp/cap/priv/f": Permission '
+                                         'denied (13)'),
 ])
 def test_explain_failure_on_captured_errors(name, transient, words):
-    rc = {"err-nosrc.txt": 23, "err-refused-rc12.txt": 12}.get(name, 255)
+    rc = {"err-nosrc.txt": 23, "err-refused-rc12.txt": 12, "err-enospc-rc11.txt": 11,
+          "err-local-denied-rc23.txt": 23}.get(name, 255)
     context = {"src": "/srv/cache", "host": "203.0.113.7", "login": "reader@203.0.113.7",
-               "where": "203.0.113.7", "known_hosts": "/etc/kh"}
+               "where": "203.0.113.7", "known_hosts": "/etc/kh", "dest": "/srv/dest", "needed": 3002368,
+               "free": 4096, "held": 1044480, "partial": ".indextts-partial"}
     got_transient, message = _rsync.explain_failure(rc, fixture(name), context)
     assert got_transient is transient
     assert words in message
@@ -153,6 +163,8 @@ def test_explain_failure_unknown_errors_use_exit_code():
     assert _rsync.explain_failure(12, "rsync: [sender] Connection refused\n", ctx) == (True, "rsync exited with code 12")
     assert _rsync.explain_failure(30, "timeout in data send/receive", ctx) == (True, "rsync exited with code 30")
     assert _rsync.explain_failure(1, "syntax or usage error", ctx) == (False, "rsync exited with code 1")
+    # killed by a signal (the OOM killer, a stray kill): another attempt can succeed
+    assert _rsync.explain_failure(-9, "", ctx) == (True, "rsync was killed by signal 9")
 
 
 def test_ssh_command_quotes_paths_and_pins_host_keys():

@@ -34,9 +34,12 @@ def make_cache(path, *args):
 
 
 def tree(root):
-    """Every path under root with what it is: file size and mtime, or link target."""
+    """Every path under root with what it is: file size and mtime, or link target;
+    the module's own state (its lock, its record of verified blobs) left out."""
     state = {}
     for dirpath, dirnames, filenames in os.walk(root):
+        if os.path.relpath(dirpath, root) == os.path.dirname(model_cache_sync.STATE_DIR):
+            dirnames[:] = [d for d in dirnames if d != os.path.basename(model_cache_sync.STATE_DIR)]
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)
@@ -177,20 +180,62 @@ def test_unknown_model_is_refused_before_any_transfer(src, tmp_path):
     assert not (tmp_path / "dest").exists()
 
 
-def test_corrupt_source_blob_is_caught_and_nothing_is_deleted(src, tmp_path):
+def test_corrupt_source_blob_is_caught_and_never_published_by_a_rerun(src, tmp_path):
+    """Issue 13, finding 2: the rerun with nothing changed used to publish the bad blob."""
     blobs = src / W2V / "blobs"
     victim = next(p for p in blobs.iterdir() if len(p.name) == 64)
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    result, failed = sync(src, tmp_path / "dest")
-    assert failed
-    assert "do not match their hash names" in result["msg"]
-    assert result["corrupt_blobs"] == [W2V + "/blobs/" + victim.name]
-    assert (tmp_path / "dest" / W2V / "blobs" / victim.name).exists()
-    # Caught before publication: no snapshot or ref points at the corrupt blob.
-    assert not (tmp_path / "dest" / W2V / "snapshots").exists()
-    assert not (tmp_path / "dest" / W2V / "refs").exists()
+    dest = tmp_path / "dest"
+    for attempt in (1, 2):
+        result, failed = sync(src, dest)
+        assert failed, (attempt, result)
+        assert "do not match their hash names" in result["msg"]
+        assert result["corrupt_blobs"] == [W2V + "/blobs/" + victim.name]
+        assert result["changed"] is True  # it wrote the other blobs, and moved the bad one aside
+        # Off its final name, kept for inspection; no snapshot or ref points at it.
+        assert not (dest / W2V / "blobs" / victim.name).exists()
+        assert (dest / model_cache_sync.STATE_DIR / "rejected" / W2V / "blobs" / victim.name).read_bytes() == bytes(data)
+        assert "moved to %s/rejected/" % (dest / model_cache_sync.STATE_DIR) in result["msg"]
+        assert not (dest / W2V / "snapshots").exists()
+        assert not (dest / W2V / "refs").exists()
+    # Repaired at the source, the next run completes the cache.
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result, failed = sync(src, dest)
+    assert not failed, result
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_a_blob_landed_but_never_verified_is_verified_before_a_snapshot_points_at_it(src, tmp_path):
+    """A run killed after rsync renamed a blob into place, before verification: the
+    next run finds nothing to transfer for it, yet checks it before publishing."""
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest)
+    assert not failed, result
+    blob = next(p for p in (dest / W2V / "blobs").iterdir() if len(p.name) == 64)
+    # The state of such a run: the blob in place with wrong content (same size and
+    # times as the source's, so rsync's quick check passes it), its snapshots and refs
+    # not yet published, and no record that it was ever verified.
+    st = blob.stat()
+    data = bytearray(blob.read_bytes())
+    data[7] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for sub in ("snapshots", "refs"):
+        for dirpath, dirnames, filenames in os.walk(dest / W2V / sub, topdown=False):
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                os.unlink(os.path.join(dirpath, name))
+            os.rmdir(dirpath)
+    (dest / model_cache_sync.STATE_DIR / model_cache_sync.VERIFIED_RECORD).unlink()
+    result, failed = sync(src, dest)
+    assert failed, result
+    assert result["corrupt_blobs"] == [W2V + "/blobs/" + blob.name]
+    assert not (dest / W2V / "refs").exists()
+    result, failed = sync(src, dest)
+    assert not failed, result
+    assert_hub_reads_offline(str(dest / "hf_cache"))
 
 
 def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
@@ -203,7 +248,7 @@ def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
         result, failed = sync(src, small / "cache")
         assert failed
         assert "bytes free on its filesystem but the sync needs" in result["msg"]
-        assert "free space there or choose another dest" in result["msg"]
+        assert "free space there, grow the filesystem, or choose another dest" in result["msg"]
         assert not (small / "cache").exists()
     finally:
         subprocess.run(["umount", str(small)], check=True)
@@ -359,3 +404,114 @@ def test_bad_link_dest_is_refused_naming_it(tmp_path, basis, message):
     (tmp_path / "src").mkdir()
     result, failed = sync(tmp_path / "src", tmp_path / "dest", link_dest=[basis])
     assert failed and message in result["msg"]
+
+
+def test_one_run_per_dest_a_second_waits_then_fails_naming_the_holder(src, tmp_path):
+    """Issue 13, finding 8: a lock in dest that the timer and Ansible share."""
+    import fcntl
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest)
+    assert not failed, result
+    lock = dest / model_cache_sync.STATE_DIR / model_cache_sync.LOCK_FILE
+    assert lock.read_text().startswith("pid %d on " % os.getpid())
+    (src / "hf_cache" / "added.txt").write_text("new\n")
+    with open(str(lock), "r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a running sync holds
+        held.truncate(0)
+        held.write("pid 4242 on golden-timer since 2026-11-22T03:00:00+0000\n")
+        held.flush()
+        started = time.monotonic()
+        result, failed = sync(src, dest, lock_timeout=2)
+        waited = time.monotonic() - started
+    assert failed
+    assert result["msg"] == ("dest %s is being synced by another run (pid 4242 on golden-timer since "
+                             "2026-11-22T03:00:00+0000) that did not finish within lock_timeout=2 s; wait for it "
+                             "(journalctl -u indextts-cache-sync for the timer's), or raise lock_timeout" % dest)
+    assert waited >= 2
+    assert result["changed"] is False and not (dest / "hf_cache" / "added.txt").exists()
+    # Released, the next run proceeds.
+    result, failed = sync(src, dest, lock_timeout=0)
+    assert not failed, result
+    assert (dest / "hf_cache" / "added.txt").read_text() == "new\n"
+
+
+def test_links_that_leave_the_repo_are_refused_and_nothing_is_written(src, tmp_path):
+    """Issue 13, finding 3: a hostile source publishes blobs/sub -> outside, then a snapshot
+    linking through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = src / W2V
+    os.symlink(str(outside), str(repo / "blobs" / "sub"))
+    snap = next((repo / "snapshots").iterdir())
+    os.symlink("../../blobs/sub/x", str(snap / "evil.bin"))
+    os.symlink("../../../../../../../etc/passwd", str(snap / "passwd"))
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest)
+    assert failed
+    assert result["msg"].startswith("src %s/ on this host holds links inside Hugging Face repos that the cache "
+                                    "layout does not have, which would reach outside dest: " % src) or \
+        result["msg"].startswith("src %s on this host holds links" % src)
+    assert sorted(result["escaping_links"]) == sorted([
+        "%s/blobs/sub -> %s" % (W2V, outside),
+        "%s/snapshots/%s/evil.bin -> ../../blobs/sub/x" % (W2V, snap.name),
+        "%s/snapshots/%s/passwd -> ../../../../../../../etc/passwd" % (W2V, snap.name)])
+    assert result["changed"] is False
+    assert os.listdir(str(outside)) == []
+    assert not (dest / W2V).exists()
+
+
+def resume_a_killed_runs_temporary_file(src, dest, **params):
+    """Sync, then leave what SIGKILL leaves (half a blob under rsync's temporary name),
+    and sync again: (result of the second sync, size of the blob)."""
+    result, failed = sync(src, dest, **params)
+    assert not failed, result
+    blobs = dest / W2V / "blobs"
+    blob = max((p for p in blobs.iterdir() if len(p.name) == 64), key=lambda p: p.stat().st_size)
+    data = blob.read_bytes()
+    blob.unlink()
+    temp = blobs / (".%s.Xy3kQz" % blob.name)
+    temp.write_bytes(data[:len(data) // 2])
+    result, failed = sync(src, dest, **params)
+    assert not failed, result
+    assert "kept 1 interrupted blob transfer(s) as partial files to resume" in result["leftovers"]
+    assert not temp.exists()
+    assert blob.read_bytes() == data
+    partial = blobs / model_cache_sync.PARTIAL_DIR
+    assert not partial.exists() or not os.listdir(str(partial))
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    return result, len(data)
+
+
+def test_a_killed_runs_temporary_file_is_resumed(src, tmp_path):
+    """Issue 13, finding 5: rsync's .<name>.XXXXXX of a killed run becomes the partial
+    file the next run resumes from, instead of staying forever. (A local rsync copies
+    whole files; over SSH the first half is not sent again: the SSH tests check that.)"""
+    resume_a_killed_runs_temporary_file(src, tmp_path / "dest")
+
+
+def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp_path):
+    """Issue 13, finding 7: the pre-check passes, then something else takes the space."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    real_run = basic.AnsibleModule.run_command
+
+    def fill_then_run(module, args, **kwargs):
+        if "--dry-run" not in args and not (small / "filler").exists():
+            st = os.statvfs(str(small))
+            (small / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 2 * 1024 * 1024))
+        return real_run(module, args, **kwargs)
+
+    try:
+        with mock.patch.object(basic.AnsibleModule, "run_command", fill_then_run):
+            result, failed = sync(src, small / "cache", retries=3, retry_delay=0)
+        assert failed
+        assert result["msg"].startswith("sync (content stage) failed after 1 attempt(s): dest %s ran out of "
+                                        "space: the sync needs " % (small / "cache")), result["msg"]
+        assert "are free now, and partial files of interrupted transfers hold" in result["msg"]
+        assert result["changed"] is True
+        assert not (small / "cache" / W2V / "refs").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

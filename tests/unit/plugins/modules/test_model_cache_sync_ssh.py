@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -20,7 +21,8 @@ import pytest
 from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
 from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
 
-from test_model_cache_sync_local import assert_hub_reads_offline, files_and_links, make_cache, sync, tree
+from test_model_cache_sync_local import (assert_hub_reads_offline, files_and_links, make_cache,
+                                         resume_a_killed_runs_temporary_file, sync, tree)
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin")
 
@@ -93,8 +95,11 @@ def logins_during(sshd, action):
 
 
 def leftovers():
-    """Directories and processes of shared SSH connections that are still around."""
-    dirs = [d for d in os.listdir("/tmp") if d.startswith("indextts-ssh-")]
+    """Directories and processes of this test process's shared SSH connections that are
+    still around (the module runs in this process: its directories carry our pid).
+    Whatever other runs on the machine left is not ours to count."""
+    mine = "%s%d-" % (model_cache_sync.SSH_DIR_PREFIX, os.getpid())
+    dirs = [d for d in os.listdir(tempfile.gettempdir()) if d.startswith(mine)]
     procs = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -102,7 +107,7 @@ def leftovers():
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "indextts-ssh-" in cmdline:
+        if mine in cmdline:
             procs.append(cmdline)
     return dirs, procs
 
@@ -161,3 +166,73 @@ def test_cipher_negotiated_is_the_one_preferred_for_this_cpu(sshd, tmp_path):
     expected = preferred[0] if preferred else "chacha20-poly1305@openssh.com"  # ssh's own first choice
     assert any("kex: client->server cipher: %s " % expected in line for line in lines), \
         [line for line in lines if "cipher" in line]
+
+
+def test_a_killed_runs_temporary_file_is_resumed_not_sent_again(sshd, tmp_path):
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "8", "--small-files", "5")
+    result, size = resume_a_killed_runs_temporary_file(src, tmp_path / "dest", **sshd.params())
+    # rsync took the kept half as the basis: about half the blob matched, not sent
+    assert result["stats"]["matched_bytes"] >= size // 2 - 128 * 1024, result["stats"]
+
+
+def test_a_killed_runs_ssh_connection_is_closed_by_the_next_run(sshd, tmp_path):
+    """Issue 13, finding 5: a whole-tree kill leaves the control master (ControlPersist)
+    and its directory; the next run closes and removes them, and only those."""
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "1", "--small-files", "3")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tempfile.mkdtemp(prefix="%s%d-" % (model_cache_sync.SSH_DIR_PREFIX, dead.pid))
+    other = tempfile.mkdtemp(prefix=model_cache_sync.SSH_DIR_PREFIX)  # no pid in the name: not ours to judge
+    try:
+        result, failed = sync(src, tmp_path / "dest", **sshd.params())
+        assert not failed, result
+        assert "closed the SSH connection of an earlier run (%s)" % stale in result["leftovers"]
+        assert not os.path.exists(stale)
+        assert os.path.isdir(other)
+    finally:
+        if os.path.isdir(stale):
+            os.rmdir(stale)
+        os.rmdir(other)
+
+
+def test_a_seed_never_sits_under_a_final_name(sshd, tmp_path):
+    """Issue 13, finding 4: the seed of a new blob (old content) waits in the module's
+    state dir, where rsync takes it as the basis; the blob's final name appears only
+    with the new content. A kill leaves no old content under a new hash name."""
+    from unittest import mock
+    from ansible.module_utils import basic
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "8", "--small-files", "10")
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest, **sshd.params())
+    assert not failed, result
+    make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    seen = []
+    real_run = basic.AnsibleModule.run_command
+
+    def observe(module, args, **kwargs):
+        if "--dry-run" not in args and any(a.startswith("--link-dest=") for a in args):
+            seeds = dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR
+            found = [os.path.relpath(os.path.join(d, f), str(seeds)) for d, _s, fs in os.walk(str(seeds)) for f in fs]
+            seen.append((found, [os.path.exists(os.path.join(str(dest), rel)) for rel in found]))
+        return real_run(module, args, **kwargs)
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
+        result, failed = sync(src, dest, **sshd.params())
+    assert not failed, result
+    assert len(result["seeded_blobs"]) == 1 and result["stats"]["matched_bytes"] > 0
+    new_blob = result["seeded_blobs"][0]["blob"]
+    assert seen == [([new_blob], [False])]  # seeded in the state dir, nothing under the final name yet
+    assert not (dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR).exists()
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+    # What a kill during that content stage leaves: a seed. The next run clears it.
+    seed = dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR / new_blob
+    seed.parent.mkdir(parents=True)
+    os.link(str(dest / result["seeded_blobs"][0]["basis"]), str(seed))
+    result, failed = sync(src, dest, **sshd.params())
+    assert not failed and result["changed"] is False
+    assert result["leftovers"] == ["removed the seeds of an earlier run"]
+    assert not seed.exists()
