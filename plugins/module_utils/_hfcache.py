@@ -27,6 +27,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # content first, then the snapshot links to it, then the refs naming snapshots.
 # ".no_exist" records files known to be absent upstream; it is metadata like refs.
 METADATA_DIRS = ("snapshots", "refs", ".no_exist")
+# The stages of visibility_filters that hold metadata only.
+METADATA_STAGES = ("snapshots", "refs", "metadata")
 
 
 def repo_dir_name(entry):
@@ -152,13 +154,13 @@ def visibility_filters(stage):
 
     ``content``: everything but the metadata dirs of repos (blobs, plain files).
     ``snapshots``: the snapshot links only. ``refs``: refs and .no_exist only.
-    ``all``: no exclusion.
+    ``metadata``: snapshots, refs and .no_exist. ``all``: no exclusion.
     """
     if stage == "all":
         return []
     if stage == "content":
         return ["- %s--*/%s/" % (kind, sub) for sub in METADATA_DIRS for kind in REPO_TYPES]
-    keep = ("snapshots",) if stage == "snapshots" else METADATA_DIRS[1:]
+    keep = {"snapshots": ("snapshots",), "metadata": METADATA_DIRS}.get(stage, METADATA_DIRS[1:])
     rules = ["+ %s--*/%s/***" % (kind, sub) for sub in keep for kind in REPO_TYPES]
     rules += ["+ %s--*/" % kind for kind in REPO_TYPES]
     return rules + ["- %s--*/*" % kind for kind in REPO_TYPES] + ["+ */", "- *"]

@@ -66,7 +66,8 @@ _PERMANENT_ERRORS = (
      "(ssh_key) there"),
     (re.compile(r"Could not resolve hostname"),
      "src_host {host} does not resolve"),
-    (re.compile(r'(link_stat|change_dir) "[^"]*" failed: No such file or directory'),
+    # src itself (rsync changes into "src/"); a file of a --files-from list is "link_stat"
+    (re.compile(r'change_dir "[^"]*" failed: No such file or directory'),
      "src {src} does not exist on {where}"),
     (re.compile(r'(link_stat|change_dir|opendir) "[^"]*" failed: Permission denied'),
      "src {src} is not readable on {where}"),
@@ -142,7 +143,7 @@ def source_spec(src, host=None, user=None):
 def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=None, partial_dir=None,
                remote_shell=None, timeout=None, compress=False, bwlimit=None,
                chown=None, preserve_owner=True, files_from=False, block_size=None, dir_times=True,
-               link_dest=()):
+               link_dest=(), compare_dest=None, delete_only=False):
     """argv of one rsync run that itemizes every change and prints its statistics.
 
     ``filters`` are rsync filter rules ("+ pattern", "- pattern"), applied in order.
@@ -153,6 +154,9 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
     application adds on the destination do not make a directory differ. Each of
     ``link_dest`` (a directory on the receiving host) gives files identical to the
     source's as hard links, and the others a basis for rsync's delta transfer.
+    ``compare_dest`` (a directory on the receiving host): only what differs from it
+    lands in ``dest``. ``delete_only``: with ``delete``, remove what the source no
+    longer has and create or update nothing (``--existing --ignore-existing``).
     """
     argv = [rsync, "--dirs" if files_from else "--recursive",
             "--links", "--perms", "--times", "--devices", "--specials"]
@@ -169,6 +173,10 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
         argv.append("--omit-dir-times")
     for basis in link_dest:
         argv.append("--link-dest=%s" % basis)
+    if compare_dest:
+        argv.append("--compare-dest=%s" % compare_dest)
+    if delete_only:
+        argv += ["--existing", "--ignore-existing"]
     if preserve_owner:
         argv += ["--owner", "--group"]
     if chown:
@@ -260,6 +268,10 @@ def explain_failure(rc, stderr, context):
         return True, "src_host {host} is unreachable over SSH".format(**context)
     if rc < 0:
         return True, "rsync was killed by signal %d" % -rc
+    gone = re.search(r'link_stat "([^"]*)" failed: No such file or directory', stderr)
+    if gone:
+        return False, ("%s, a file of this run's plan, is gone from src on %s: src changed during the sync; "
+                       "rerun to sync it as it is now" % (gone.group(1), context["where"]))
     denied = re.search(r"^.*Permission denied \(\d+\).*$", stderr, re.M)
     if denied:
         return False, ("rsync was refused access to a file (Permission denied): %s; run the task as a user "

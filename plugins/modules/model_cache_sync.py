@@ -19,6 +19,13 @@ description:
     snapshot links to them, then the refs naming snapshots, so a reader of the cache
     never follows a ref or a snapshot to a missing or half-written blob. Partial files
     stay in a partial directory, never under a final name, and a rerun resumes them.
+  - Plans once and publishes exactly the plan. The source's snapshot links and refs are
+    read once, before any content moves (into C(.locks/indextts-sync/plan/) in O(dest),
+    only what differs), and published from there, never from a second look at the live
+    source. Blobs the plan needs that the dry run did not list are fetched too. A source
+    that gains a revision during the run gives the planned state (RV(published_refs)),
+    the next run the newer one; a source that drops the planned revision fails the run
+    with nothing of it published.
   - Seeds a new blob of a new revision from the blob the same file had in an older
     local revision (a hard link in its state directory, which rsync takes as the basis;
     never under the new blob's final name, and the old blob is never modified), so
@@ -284,6 +291,27 @@ seeded_blobs:
   type: list
   elements: dict
   sample: [{blob: hub/models--org--m/blobs/9b1c..., basis: hub/models--org--m/blobs/3f2a...}]
+published_refs:
+  description:
+    - The refs this run published and the commit each names, as read once from the
+      source at the start of the run (the plan). A source that gained a revision during
+      the run is published as the plan saw it; the next run brings the newer one.
+  returned: always
+  type: dict
+  sample: {"hub/models--org--m/refs/main": "3f2a6c0d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49"}
+source_moved:
+  description:
+    - True when the source's snapshots or refs changed between the dry run and the plan
+      (the plan, the later look, was published), or, on failure, when the source changed
+      during the run so that the plan could not be completed (nothing of it was published).
+  returned: always
+  type: bool
+  sample: false
+unresolved:
+  description: Why the plan could not be completed, when the source changed during the run.
+  returned: failure
+  type: list
+  elements: str
 leftovers:
   description: What this run cleared or resumed of runs that were killed, in words.
   returned: always
@@ -346,6 +374,7 @@ PARTIAL_DIR = ".indextts-partial"
 STATE_DIR = ".locks/indextts-sync"
 LOCK_FILE = "lock"
 SEEDS_DIR = "seeds"
+PLAN_DIR = "plan"  # the snapshot links and refs this run publishes, as read once from src
 REJECTED_DIR = "rejected"
 VERIFIED_RECORD = "verified.json"
 SSH_DIR_PREFIX = "indextts-ssh-"
@@ -544,6 +573,8 @@ class ModelCacheSync(object):
         self.wrote = False  # once True, a failure still reports changed
         self.verified_record = {}  # blob -> [size, mtime_ns, inode] when it last matched its name
         self.planned = []
+        self.staged = None  # the plan's snapshot links and refs, once read from src (stage_plan)
+        self.published_refs = {}
         self.runs = []  # each rsync run and how long it took
         self.hasher = None
         # rsync's --bwlimit holds per run: one run keeps it a limit of the whole sync.
@@ -688,14 +719,17 @@ class ModelCacheSync(object):
         return os.path.join(self.control_dir, "ssh")
 
     def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False,
-             block_size=None, exclude=(), shared=True):
+             block_size=None, exclude=(), shared=True, into=None, publish=False, delete_only=False):
         """rsync's argv for one stage of the sync, its dry run, or a listing of src.
 
         ``exclude``: filter rules for paths another parallel run moves. ``shared``:
-        over the shared SSH connection (see control_path)."""
+        over the shared SSH connection (see control_path). ``into``: a directory to
+        receive only what differs from dest (the plan's metadata), instead of dest.
+        ``publish``: from that plan to dest, on this host. ``delete_only``: remove what
+        src no longer has, create or update nothing."""
         p = self.params
         remote_shell = None
-        if self.host:
+        if self.host and not publish:
             remote_shell = _rsync.ssh_command(
                 port=p["ssh_port"], key=p["ssh_key"], known_hosts=p["known_hosts"],
                 host_key_checking=p["host_key_checking"],
@@ -710,19 +744,22 @@ class ModelCacheSync(object):
         rules = ["- %s/" % PARTIAL_DIR, "- /%s" % os.path.dirname(STATE_DIR)] + list(exclude) + list(filters or [])
         if not files_from:
             rules += hf.visibility_filters(stage)
-        source = _rsync.source_spec(self.src, self.host, p["src_user"])
+        source = (os.path.join(self.state, PLAN_DIR) + "/" if publish
+                  else _rsync.source_spec(self.src, self.host, p["src_user"]))
         if list_only:
             return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
                                      timeout=p["timeout"], preserve_owner=False)
+        moves_data = not (dry_run or publish or delete_only or stage in hf.METADATA_STAGES)
         return _rsync.build_argv(
-            self.rsync, source, self.dest,
+            self.rsync, source, into or self.dest,
             dry_run=dry_run, delete=p["delete"] and stage == "all" and not files_from, filters=rules,
             # Only where file data moves: looking for a partial file costs a stat per
-            # file, and the dry run and the snapshot and ref stages (links, refs of a
-            # few bytes) have nothing to resume.
-            partial_dir=None if dry_run or stage in ("snapshots", "refs") else PARTIAL_DIR,
-            remote_shell=remote_shell, block_size=block_size,
-            timeout=p["timeout"], compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
+            # file, and the dry run and the metadata stages (links, refs of a few bytes)
+            # have nothing to resume.
+            partial_dir=PARTIAL_DIR if moves_data else None,
+            remote_shell=remote_shell, block_size=block_size, compare_dest=self.dest if into else None,
+            delete_only=delete_only, timeout=p["timeout"],
+            compress=p["compress"] and not publish, bwlimit=None if publish else p["bwlimit"], chown=chown,
             preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"],
             # Seeds are the basis of the new blobs' delta transfer, from outside the blobs dirs.
             link_dest=list(p["link_dest"] or ()) + ([os.path.join(self.state, SEEDS_DIR)]
@@ -807,40 +844,39 @@ class ModelCacheSync(object):
             return "refs"
         return "content"
 
-    def stages(self, changes):
-        """Ordered transfer stages for the planned changes: (stage, runs).
+    def stages(self, changes, extra=()):
+        """The content stage's runs for the planned changes (and ``extra`` paths), and
+        whether a pass that deletes follows: ([(paths, exclude)], deleting).
 
-        Content comes first, then snapshots, then refs. Each run is (paths, exclude):
-        a run with few planned paths sends just those (--files-from); one with many
-        (paths None) walks the tree with that stage's filters instead, which keeps
-        rsync's incremental recursion (a list of thousands of files without it is
-        slower than the walk), leaving out the ``exclude``d paths that other runs
-        move. When files are to be deleted, a last stage walks the whole tree with
-        --delete.
+        Each run is (paths, exclude): a run with few planned paths sends just those
+        (--files-from); one with many (paths None) walks the tree with the content
+        filters instead, which keeps rsync's incremental recursion (a list of thousands
+        of files without it is slower than the walk), leaving out the ``exclude``d
+        paths that other runs move. Snapshot links and refs are not transferred from
+        src: they are published from the plan (stage_plan, publish).
         """
-        paths = {"content": [], "snapshots": [], "refs": []}
+        paths = []
         sizes = {}
         deleting = False
         for c in changes:
             if c["type"] == "deleted":
                 deleting = True
                 continue
+            if self.stage_of(c) != "content":
+                continue
             path = c["path"].rstrip("/") or "."
-            paths[self.stage_of(c)].append(path)
+            paths.append(path)
             if c["type"] == "file":
                 sizes[path] = c["size"]
-        stages = []
-        for name in ("content", "snapshots", "refs"):
-            if paths[name]:
-                runs = self.share_out(paths[name], sizes) if name == "content" else [(paths[name], [])]
-                # With link_dest the dry run does not list what rsync will hard-link from
-                # the basis, so the runs that may create such files walk the tree.
-                walk = bool(self.params["link_dest"]) and name == "content"
-                stages.append((name, [(ps if len(ps) <= FILES_FROM_LIMIT and not (walk and i == 0) else None, ex)
-                                      for i, (ps, ex) in enumerate(runs)]))
-        if deleting:
-            stages.append(("all", [(None, [])]))
-        return stages
+        paths += [p for p in extra if p not in sizes]
+        if not paths:
+            return [], deleting
+        # With link_dest the dry run does not list what rsync will hard-link from the
+        # basis, so the run that may create such files walks the tree.
+        walk = bool(self.params["link_dest"])
+        runs = self.share_out(paths, sizes)
+        return [(ps if len(ps) <= FILES_FROM_LIMIT and not (walk and i == 0) else None, ex)
+                for i, (ps, ex) in enumerate(runs)], deleting
 
     def share_out(self, paths, sizes):
         """The content stage's paths as parallel runs [(paths, exclude)].
@@ -968,6 +1004,7 @@ class ModelCacheSync(object):
         if os.path.lexists(seeds):
             self.remove_tree(seeds)
             done.append("removed the seeds of an earlier run")
+        self.remove_tree(os.path.join(self.state, PLAN_DIR))  # an unpublished plan is stale
         resumed = 0
         for dirpath, dirnames, filenames in os.walk(self.dest):
             rel = os.path.relpath(dirpath, self.dest)
@@ -1098,35 +1135,16 @@ class ModelCacheSync(object):
             json.dump(record, f, sort_keys=True)
         os.replace(path + ".tmp", path)
 
-    def transfer(self, stages, filters):
+    def transfer(self, content_runs, deleting, filters):
+        """Content (in parallel runs), verification, then the plan's snapshot links and
+        refs, then (delete=true) what src no longer has: (changes, totals, verified)."""
         totals = dict.fromkeys(("files_transferred", "bytes_transferred", "literal_bytes",
                                 "matched_bytes"), 0)
         changes = []
-        parent = os.path.dirname(self.dest)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o755)
-        # Seeded blobs differ from their basis in scattered blocks: smaller blocks than
-        # rsync's default (the square root of the file size) send less around each change.
-        block_size = SEEDED_BLOCK_SIZE if self.seeds else None
-        verified = None
         seen = set()
-        for stage, runs in stages:
-            if stage != "content" and verified is None:
-                # Blobs are checked before any snapshot or ref can point at them.
-                verified = self.check_content(changes)
-            self.wrote = True
-            jobs = []
-            for i, (paths, exclude) in enumerate(runs):
-                what = "sync (%s stage%s)" % (stage, ", run %d of %d" % (i + 1, len(runs)) if len(runs) > 1 else "")
-                # The first run shares the SSH connection; the others open their own,
-                # so that their encryption runs in processes of their own.
-                if paths is None:
-                    argv = self.argv(stage=stage, filters=filters, exclude=exclude, block_size=block_size,
-                                     shared=i == 0)
-                else:
-                    argv = self.argv(stage=stage, files_from=True, block_size=block_size, shared=i == 0)
-                jobs.append((argv, what, paths))
-            for out in self.run_rsyncs(jobs):
+
+        def collect(outputs):
+            for out in outputs:
                 for c in _rsync.parse_itemized(out):
                     if c["path"] not in seen:
                         seen.add(c["path"])
@@ -1136,8 +1154,34 @@ class ModelCacheSync(object):
                 totals["bytes_transferred"] += stats.get("bytes_sent", 0) + stats.get("bytes_received", 0)
                 totals["literal_bytes"] += stats.get("literal_bytes", 0)
                 totals["matched_bytes"] += stats.get("matched_bytes", 0)
-        if verified is None:
-            verified = self.check_content(changes)
+
+        self.wrote = True
+        # Seeded blobs differ from their basis in scattered blocks: smaller blocks than
+        # rsync's default (the square root of the file size) send less around each change.
+        block_size = SEEDED_BLOCK_SIZE if self.seeds else None
+        jobs = []
+        for i, (paths, exclude) in enumerate(content_runs):
+            what = "sync (content stage%s)" % (", run %d of %d" % (i + 1, len(content_runs))
+                                               if len(content_runs) > 1 else "")
+            # The first run shares the SSH connection; the others open their own,
+            # so that their encryption runs in processes of their own.
+            if paths is None:
+                argv = self.argv(stage="content", filters=filters, exclude=exclude, block_size=block_size,
+                                 shared=i == 0)
+            else:
+                argv = self.argv(stage="content", files_from=True, block_size=block_size, shared=i == 0)
+            jobs.append((argv, what, paths))
+        if jobs:
+            collect(self.run_rsyncs(jobs))
+        # Blobs are checked before any snapshot or ref can point at them.
+        verified = self.check_content(changes)
+        if self.staged is not None:
+            self.check_plan()
+            for stage in ("snapshots", "refs"):
+                collect([self.run_rsync(self.argv(stage=stage, publish=True), "publishing the planned %s" % stage)])
+        if deleting:
+            collect([self.run_rsync(self.argv(stage="all", filters=filters, delete_only=True),
+                                    "sync (deleting what src no longer has)")])
         return changes, totals, verified
 
     def check_content(self, changes):
@@ -1149,17 +1193,19 @@ class ModelCacheSync(object):
         self.remove_tree(os.path.join(self.state, SEEDS_DIR))
         blobs = self.blobs_to_verify(changes)
         if self.params["verify"] != "none":
-            blobs = sorted(set(blobs) | set(b for b in self.linked_blobs(self.planned) if not self.recorded(b)))
+            links = self.staged if self.staged is not None else self.planned
+            blobs = sorted(set(blobs) | set(b for b in self.linked_blobs(links) if not self.recorded(b)))
         return self.verify(blobs)
 
     @staticmethod
-    def linked_blobs(changes):
-        """LFS blobs the snapshot links among changes point at."""
+    def linked_blobs(changes, lfs_only=True):
+        """Blobs (LFS blobs only, unless not ``lfs_only``) the snapshot links among
+        changes point at."""
         blobs = []
         for c in changes:
             if c["type"] == "symlink" and hf.snapshot_file(c["path"]):
                 blob = hf.link_target_path(c["path"], c.get("target", ""))
-                if blob and hf.is_lfs_blob(os.path.basename(blob)):
+                if blob and (hf.is_lfs_blob(os.path.basename(blob)) or not lfs_only):
                     blobs.append(blob)
         return blobs
 
@@ -1234,8 +1280,9 @@ class ModelCacheSync(object):
         if self.lock_fd is not None:
             try:
                 self.remove_tree(os.path.join(self.state, SEEDS_DIR))
+                self.remove_tree(os.path.join(self.state, PLAN_DIR))
             except OSError as e:
-                self.module.warn("could not remove the seeds in %s: %s" % (self.state, error_text(e)))
+                self.module.warn("could not remove the seeds and plan in %s: %s" % (self.state, error_text(e)))
             os.close(self.lock_fd)  # releases the flock
             self.lock_fd = None
         if self.control_dir is None:
@@ -1250,6 +1297,61 @@ class ModelCacheSync(object):
             os.rmdir(self.control_dir)
         except OSError as e:
             self.module.warn("could not remove the SSH control directory %s: %s" % (self.control_dir, e))
+
+    def stage_plan(self, filters):
+        """Read src's snapshot links and refs once, into the state dir's plan/: only what
+        differs from dest (rsync --compare-dest). What this run publishes is exactly
+        this, never a second look at the live src. Returns the plan's entries."""
+        plan = os.path.join(self.state, PLAN_DIR)
+        self.remove_tree(plan)
+        os.mkdir(plan, 0o700)
+        out = self.run_rsync(self.argv(stage="metadata", filters=filters, into=plan),
+                             "planning snapshots and refs (read once from src)")
+        return [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
+
+    @staticmethod
+    def metadata_entries(changes):
+        """(path, link target) of the snapshot links and refs among changes."""
+        return set((c["path"], c.get("target")) for c in changes
+                   if c["type"] not in ("dir", "deleted") and ModelCacheSync.stage_of(c) != "content")
+
+    def missing_blobs(self, staged, content):
+        """Blobs the plan's snapshot links point at that are neither in dest nor among
+        the content paths: src gained a revision between the dry run and the plan."""
+        missing = []
+        for blob in self.linked_blobs(staged, lfs_only=False):
+            if blob not in content and not os.path.lexists(os.path.join(self.dest, blob)):
+                missing.append(blob)
+        return sorted(set(missing))
+
+    def check_plan(self):
+        """Before publishing: every snapshot link of the plan leads to a blob now in
+        dest, and every ref of the plan names a snapshot that dest has or the plan
+        brings. Otherwise src changed during the run in a way the plan cannot complete
+        (a revision removed), and nothing of the plan is published."""
+        plan = os.path.join(self.state, PLAN_DIR)
+        unresolved = []
+        self.published_refs = {}
+        for c in self.staged:
+            split = hf.split_repo_path(c["path"])
+            if c["type"] == "symlink" and hf.snapshot_file(c["path"]):
+                blob = hf.link_target_path(c["path"], c.get("target", ""))
+                if not blob or not os.path.isfile(os.path.join(self.dest, blob)):
+                    unresolved.append("%s -> %s: no such blob in dest" % (c["path"], c.get("target")))
+            elif c["type"] == "file" and split and split[1] == "refs":
+                commit, problem = hf.read_ref(os.path.join(plan, split[0]), split[2])
+                if commit:
+                    self.published_refs[c["path"]] = commit
+                if problem:
+                    unresolved.append("%s: %s" % (c["path"], problem))
+                elif not any(os.path.isdir(os.path.join(root, split[0], "snapshots", commit)) for root in (self.dest, plan)):
+                    unresolved.append("%s names snapshot %s, which src no longer has" % (c["path"], commit[:12]))
+        if unresolved:
+            self.fail("src %s on %s changed during the sync in a way this run's plan cannot complete: %s. No "
+                      "snapshot link or ref of the plan was published, so readers of dest still see its earlier, "
+                      "consistent state; rerun to sync src as it is now."
+                      % (self.src, self.host or "this host", "; ".join(unresolved[:10])),
+                      source_moved=True, unresolved=unresolved)
 
     def check_room(self, changes, plan_stats):
         """Refuse, before anything is written, a sync that does not fit on dest's filesystem."""
@@ -1269,7 +1371,8 @@ class ModelCacheSync(object):
         self.check_params()
         self.check_dest()
         filters = self.model_filters()
-        result = {"changed": False, "seeded_blobs": [], "verified_blobs": 0, "leftovers": [], "lock_waited": 0.0}
+        result = {"changed": False, "seeded_blobs": [], "verified_blobs": 0, "leftovers": [], "lock_waited": 0.0,
+                  "source_moved": False}
         if not self.module.check_mode and self.host:
             result["leftovers"] += self.close_stale_ssh()
         if not self.module.check_mode and os.path.isdir(self.dest):
@@ -1302,13 +1405,28 @@ class ModelCacheSync(object):
                  "total_size": plan_stats.get("total_size", 0)}
 
         if changes and not self.module.check_mode:
+            extra = []
+            if any(c["type"] != "deleted" and self.stage_of(c) != "content" for c in changes):
+                self.staged = self.stage_plan(filters)
+                escaping = self.escaping_links(self.staged)
+                if escaping:
+                    self.fail("src %s on %s holds links inside Hugging Face repos that the cache layout does not "
+                              "have, which would reach outside dest: %s; nothing of them was published. Repair the "
+                              "source." % (self.src, self.host or "this host", "; ".join(escaping[:10])),
+                              escaping_links=escaping)
+                content = set(c["path"].rstrip("/") for c in changes if self.stage_of(c) == "content")
+                extra = self.missing_blobs(self.staged, content)
+                result["source_moved"] = self.metadata_entries(changes) != self.metadata_entries(self.staged)
+            links = self.staged if self.staged is not None else changes
             if self.host and self.params["revision_delta"]:
-                result["seeded_blobs"] = self.seed(self.seed_candidates(changes))
-            self.start_hasher(changes)
-            changes, moved, result["verified_blobs"] = self.transfer(self.stages(changes), filters)
+                result["seeded_blobs"] = self.seed(self.seed_candidates(links))
+            self.start_hasher(changes + [{"path": p, "type": "file"} for p in extra])
+            content_runs, deleting = self.stages(changes, extra)
+            changes, moved, result["verified_blobs"] = self.transfer(content_runs, deleting, filters)
             stats.update(moved, bytes_transferred=plan_bytes + moved["bytes_transferred"])
             result["changed"] = bool(changes)
 
+        result["published_refs"] = self.published_refs
         stats["elapsed"] = round(self.elapsed, 3)
         stats["runs"] = self.runs
         paths = [c["path"] for c in changes]

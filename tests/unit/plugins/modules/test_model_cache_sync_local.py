@@ -139,7 +139,13 @@ def test_blobs_then_snapshots_then_refs(src, tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
-    assert seen == [(True, False, False), (True, True, False), (True, True, True)]
+    # The plan (src's snapshot links and refs, read once into the state dir) changes
+    # nothing a reader sees; then content, then the plan's snapshots, then its refs.
+    assert seen == [(False, False, False), (True, False, False), (True, True, False), (True, True, True)]
+    assert [r["run"] for r in result["stats"]["runs"]] == [
+        "dry run of the sync", "planning snapshots and refs (read once from src)", "sync (content stage)",
+        "publishing the planned snapshots", "publishing the planned refs"]
+    assert result["source_moved"] is False
     assert_hub_reads_offline(str(dest / "hf_cache"))
 
 
@@ -269,8 +275,10 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
-    # content and snapshots walk (over the limit); the few refs go by --files-from
-    assert seen == [(True, True, False, False), (True, True, True, False), (False, True, True, True)]
+    # The plan walks src's metadata once; content walks (over the limit); the plan's
+    # snapshots, then its refs, are published from the state dir (a local walk).
+    assert seen == [(True, False, False, False), (True, True, False, False), (True, True, True, False),
+                    (True, True, True, True)]
     assert_hub_reads_offline(str(dest / "hf_cache"))
     assert sync(src, dest)[0]["changed"] is False
 
@@ -286,7 +294,9 @@ def test_parallel_runs_share_out_large_files_and_move_each_file_once(tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe, streams=3)
     assert not failed, result
-    assert seen == [1] * 5  # three content runs, snapshots, refs: each sends its list of paths
+    # the plan walks src's metadata; three content runs each send their list of paths;
+    # snapshots and refs are published from the plan (a local walk)
+    assert seen == [0, 1, 1, 1, 0, 0]
     content = sorted(r["run"] for r in result["stats"]["runs"] if "content" in r["run"])
     assert content == ["sync (content stage, run %d of 3)" % i for i in (1, 2, 3)]
     regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
@@ -352,7 +362,8 @@ def test_bandwidth_limit_keeps_the_file_data_in_one_run(tmp_path):
     result, failed = sync(src, tmp_path / "dest", streams=3, bwlimit="1G")
     assert not failed, result
     assert [r["run"] for r in result["stats"]["runs"]] == [
-        "dry run of the sync", "sync (content stage)", "sync (snapshots stage)", "sync (refs stage)"]
+        "dry run of the sync", "planning snapshots and refs (read once from src)", "sync (content stage)",
+        "publishing the planned snapshots", "publishing the planned refs"]
 
 
 @pytest.mark.parametrize("dir_times, changed", [(False, False), (True, True)])
@@ -515,3 +526,78 @@ def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp
         assert not (small / "cache" / W2V / "refs").exists()
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def sync_changing_src_before_content(src, dest, change):
+    """sync() with change() applied to src just before the content stage starts: after
+    the plan read src's snapshot links and refs (a scheduled re-sync overlapping an
+    update of golden)."""
+    real_run = basic.AnsibleModule.run_command
+    plan_dir = os.path.join(str(dest), model_cache_sync.STATE_DIR, model_cache_sync.PLAN_DIR)
+    done = []
+
+    def run(module, args, **kwargs):
+        if (not done and "--dry-run" not in args and not any(a.startswith("--compare-dest=") for a in args)
+                and not any(a.startswith(plan_dir) for a in args)):
+            done.append(change())
+        return real_run(module, args, **kwargs)
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", run):
+        result, failed = sync(src, dest)
+    assert done, "the content stage never started"
+    return result, failed
+
+
+def read_ref(root, repo_dir):
+    with open(os.path.join(str(root), repo_dir, "refs", "main")) as f:
+        return f.read().strip()
+
+
+def test_a_source_that_gains_a_revision_mid_run_gives_the_planned_state_then_the_new_one(src, tmp_path):
+    """Issue 13, finding 1: the refs stage used to publish whatever src said at that
+    moment, naming a snapshot whose blob this run never fetched."""
+    dest = tmp_path / "dest"
+    assert not sync(src, dest)[1]
+    rev2 = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    result, failed = sync_changing_src_before_content(
+        src, dest, lambda: make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5"))
+    assert not failed, result
+    rev3_commit = read_ref(src, W2V)
+    assert rev3_commit != rev2["commit"]
+    assert read_ref(dest, W2V) == rev2["commit"]  # the plan, consistent
+    assert result["published_refs"] == {W2V + "/refs/main": rev2["commit"]}
+    assert not (dest / W2V / "snapshots" / rev3_commit).exists()
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    result, failed = sync(src, dest)
+    assert not failed, result
+    assert read_ref(dest, W2V) == rev3_commit
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_a_source_that_drops_the_planned_revision_mid_run_publishes_nothing_of_it(src, tmp_path):
+    """The planned revision is withdrawn at the source (ref reset, its snapshot and blob
+    removed) while this run fetches content: the run fails, naming the change, and dest
+    keeps its earlier consistent state."""
+    dest = tmp_path / "dest"
+    assert not sync(src, dest)[1]
+    rev2 = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    new_blob = os.path.realpath(os.path.join(src, W2V, "snapshots", rev2["commit"], rev2["file"]))
+
+    def withdraw():
+        snap = src / W2V / "snapshots" / rev2["commit"]
+        for dirpath, dirnames, filenames in os.walk(str(snap), topdown=False):
+            for name in filenames:
+                os.unlink(os.path.join(dirpath, name))
+            os.rmdir(dirpath)
+        os.unlink(new_blob)
+        (src / W2V / "refs" / "main").write_text(rev2["old_commit"])
+
+    result, failed = sync_changing_src_before_content(src, dest, withdraw)
+    assert failed
+    assert "a file of this run's plan, is gone from src on this host: src changed during the sync" in result["msg"]
+    assert read_ref(dest, W2V) == rev2["old_commit"]
+    assert not (dest / W2V / "snapshots" / rev2["commit"]).exists()
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    result, failed = sync(src, dest)
+    assert not failed, result
+    assert_hub_reads_offline(str(dest / "hf_cache"))

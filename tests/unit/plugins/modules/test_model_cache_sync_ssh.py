@@ -125,7 +125,7 @@ def test_stages_share_a_connection_and_each_further_run_has_its_own(sshd, tmp_pa
     assert not failed, result
     content = [r["run"] for r in result["stats"]["runs"] if "content" in r["run"]]
     assert sorted(content) == ["sync (content stage, run 1 of 2)", "sync (content stage, run 2 of 2)"]
-    # dry run, first content run, snapshots and refs: one login; the second run: one
+    # dry run, plan and first content run: one login (the plan is published locally); the second run: one
     assert logins == 2
     # every file moved once (the walking run left out the other run's file)
     regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
@@ -150,7 +150,8 @@ def test_new_revision_stages_reuse_the_connection_of_the_dry_run(sshd, tmp_path)
     (result, failed), logins, _lines = logins_during(sshd, lambda: sync(src, dest, **sshd.params()))
     assert not failed, result
     stages = [r["run"] for r in result["stats"]["runs"]]
-    assert stages == ["dry run of the sync", "sync (content stage)", "sync (snapshots stage)", "sync (refs stage)"]
+    assert stages == ["dry run of the sync", "planning snapshots and refs (read once from src)", "sync (content stage)",
+                      "publishing the planned snapshots", "publishing the planned refs"]
     assert logins == 1
     assert len(result["seeded_blobs"]) == 1 and result["stats"]["matched_bytes"] > 0
     assert_hub_reads_offline(str(dest / "hf_cache"))
