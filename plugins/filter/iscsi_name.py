@@ -3,19 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one rule for iSCSI names, for roles: the same check iscsi_target_login applies."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.six import string_types
 
 from ansible_collections.indextts.deploy.plugins.module_utils._iscsiadm import target_problem
 
 
 def iscsi_name_problem(name):
     """Why ``name`` is not an iSCSI name, or an empty string when it is one."""
-    if not isinstance(name, string_types):
+    if not isinstance(name, str):
         raise AnsibleFilterError("iscsi_name_problem: expected a string, got %s" % type(name).__name__)
     return target_problem(name) or ""
 

@@ -9,10 +9,6 @@ git's sha1 for small ones), ``snapshots/<commit>/<path>`` (relative symlinks to
 blobs) and ``refs/<branch>`` (a commit hash). Readers follow ref -> snapshot -> blob.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import os
 import posixpath

@@ -33,10 +33,6 @@ release lives in two tables here: which files a transformers class reads from a 
 v2.0.0's own ``checkpoints/config.yaml`` gives (``CONFIG_DEFAULTS``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ast
 import os
 import posixpath

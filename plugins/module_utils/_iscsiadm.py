@@ -6,10 +6,6 @@ of its output (captured from open-iscsi 2.1.8 in tests/unit/.../fixtures/iscsiad
 and the node record file format, through which CHAP secrets are written so that they
 never appear on a command line."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import socket
 

@@ -4,10 +4,6 @@
 """Path rules the modules share: which directories are never a module's to change,
 and OSErrors in words."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import re
 

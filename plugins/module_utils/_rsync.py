@@ -8,10 +8,6 @@ and hand the output back to the parsers, which are unit-tested on captured outpu
 of real rsync runs (tests/unit/plugins/module_utils/fixtures/).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import shlex
 

@@ -11,10 +11,6 @@ small subset uv writes into its lock files (PEP 440 release numbers, PEP 508 mar
 over python_(full_)version, sys_platform, platform_machine, joined with and/or).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 _TOKEN_RE = re.compile(r"\s*(?:(?P<paren>[()])|(?P<op>===|==|!=|<=|>=|~=|<|>)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*)"
