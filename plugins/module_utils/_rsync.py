@@ -12,9 +12,13 @@ import re
 import shlex
 
 # OUT_FORMAT: an 11-character change summary, the size in bytes (of a symlink: its
-# target's length), the name, and " -> target" for symlinks. Lines that do not match
-# (rsync's own messages) are not changes.
-OUT_FORMAT = "%i %l %n%L"
+# target's length), and the name, which is the rest of the line. Not %L: a name or a
+# link target may hold " -> " (or a tab, which rsync prints as is), so link targets are
+# read from the links themselves, never parsed. rsync writes control characters as
+# \#ooo and a backslash before '#' as \#134 (unescape() undoes both), and, with
+# --8-bit-output, UTF-8 as is. Lines that do not match (rsync's messages) are not changes.
+OUT_FORMAT = "%i %l %n"
+_ESCAPE_RE = re.compile(r"\\#([0-7]{3})")
 _ITEM_RE = re.compile(r"^(?P<item>[<>ch.][fdLDS][.+?cstpoguax ]{9}) (?P<size>\d+) (?P<path>.+)$")
 _DELETING_RE = re.compile(r"^\*deleting +(?P<size>\d+) (?P<path>.+)$")
 
@@ -164,7 +168,8 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
         # Compare mtimes to the nanosecond: a Hugging Face ref rewritten within the
         # second of the last sync has the same size (40 hex digits), and rsync's
         # default whole-second check would keep the stale ref.
-        argv += ["--modify-window=-1", "--out-format=" + OUT_FORMAT, "--stats", "--no-human-readable"]
+        argv += ["--modify-window=-1", "--out-format=" + OUT_FORMAT, "--8-bit-output", "--stats",
+                 "--no-human-readable"]
     if not dir_times:
         argv.append("--omit-dir-times")
     for basis in link_dest:
@@ -201,19 +206,24 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
     return argv
 
 
+def unescape(name):
+    """A name as rsync printed it, with its \\#ooo escapes (control characters) undone."""
+    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), name)
+
+
 def parse_itemized(text):
     """Changes listed by ``--out-format=OUT_FORMAT``, in rsync's order.
 
     Returns a list of dicts: ``item`` (the 11-character summary, or ``*deleting``),
     ``path`` (relative to the transfer root, directories end in ``/``), ``type``
-    (``file``, ``dir``, ``symlink``, ``device``, ``special``, ``deleted``), ``size``
-    (bytes, for files the source's size) and, for symlinks, ``target``.
+    (``file``, ``dir``, ``symlink``, ``device``, ``special``, ``deleted``) and ``size``
+    (bytes, for files the source's size; for links their target's length).
     """
     changes = []
     for line in text.splitlines():
         m = _DELETING_RE.match(line)
         if m:
-            changes.append({"item": "*deleting", "path": m.group("path"), "type": "deleted",
+            changes.append({"item": "*deleting", "path": unescape(m.group("path")), "type": "deleted",
                             "size": int(m.group("size"))})
             continue
         m = _ITEM_RE.match(line)
@@ -221,9 +231,7 @@ def parse_itemized(text):
             continue
         item, path = m.group("item"), m.group("path")
         kind = {"f": "file", "d": "dir", "L": "symlink", "D": "device", "S": "special"}[item[1]]
-        entry = {"item": item, "path": path, "type": kind, "size": int(m.group("size"))}
-        if kind == "symlink" and " -> " in path:
-            entry["path"], entry["target"] = path.split(" -> ", 1)
+        entry = {"item": item, "path": unescape(path), "type": kind, "size": int(m.group("size"))}
         if kind == "dir" and path == "./":
             # The transfer root's own attributes: only a change when it was created.
             if not item.startswith("cd+"):

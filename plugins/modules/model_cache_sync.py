@@ -927,12 +927,16 @@ class ModelCacheSync(object):
             split = hf.split_repo_path(c["path"])
             if not split:
                 continue
-            target = c.get("target", "")
-            blob = hf.link_target_path(c["path"], target) if hf.snapshot_file(c["path"]) else None
+            if not hf.snapshot_file(c["path"]):
+                bad.append("%s (a link outside snapshots/)" % c["path"])
+                continue
+            if "target" not in c:
+                continue  # the dry run does not read targets: the plan's links are checked (stage_plan)
+            blob = hf.link_target_path(c["path"], c["target"])
             blob_split = hf.split_repo_path(blob) if blob else None
             if not (blob_split and blob_split[0] == split[0] and blob_split[1] == "blobs"
                     and blob_split[2] and "/" not in blob_split[2]):
-                bad.append("%s -> %s" % (c["path"], target))
+                bad.append("%s -> %s" % (c["path"], c["target"]))
         return bad
 
     # -- apply -------------------------------------------------------------------
@@ -1303,12 +1307,17 @@ class ModelCacheSync(object):
         os.mkdir(plan, 0o700)
         out = self.run_rsync(self.argv(stage="metadata", filters=filters, into=plan),
                              "planning snapshots and refs (read once from src)")
-        return [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
+        staged = [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
+        for c in staged:
+            if c["type"] == "symlink":
+                # The link rsync made, read as it is: no parsing of " -> " in its output.
+                c["target"] = os.readlink(os.path.join(plan, c["path"]))
+        return staged
 
     @staticmethod
     def metadata_entries(changes):
-        """(path, link target) of the snapshot links and refs among changes."""
-        return set((c["path"], c.get("target")) for c in changes
+        """Paths of the snapshot links and refs among changes."""
+        return set(c["path"] for c in changes
                    if c["type"] not in ("dir", "deleted") and ModelCacheSync.stage_of(c) != "content")
 
     def missing_blobs(self, staged, content):

@@ -27,10 +27,10 @@ def test_parse_itemized_full_sync_lists_every_entry_once_with_types():
     assert kinds == {"dir", "file", "symlink"}
     links = [c for c in changes if c["type"] == "symlink"]
     assert len(links) == 9  # "link: 9"
-    assert all(c["target"].startswith("../") and "blobs/" in c["target"] for c in links)
-    assert all(" -> " not in c["path"] for c in changes)
-    assert all(c["size"] == len(c["target"]) for c in links)  # rsync's %l of a link
-    assert changes[0] == {"item": "cd+++++++++", "path": "./", "type": "dir", "size": 80}
+    assert all("/snapshots/" in c["path"] and " -> " not in c["path"] for c in links)
+    # rsync's %l of a link is its target's length: ../../blobs/<40 or 64 hex> or deeper
+    assert all(c["size"] >= len("../../blobs/") + 40 for c in links)
+    assert changes[0] == {"item": "cd+++++++++", "path": "./", "type": "dir", "size": 4096}
     # the files' sizes add up to "Total transferred file size" of the same output
     assert sum(c["size"] for c in changes if c["type"] == "file") == 67109488
 
@@ -50,13 +50,29 @@ def test_parse_itemized_noop_is_empty():
 def test_parse_itemized_reports_deletions_and_attribute_changes():
     changes = _rsync.parse_itemized(fixture("delete.txt"))
     assert changes == [
-        {"item": ".d..t......", "path": "checkpoints/", "type": "dir", "size": 140},
+        {"item": ".d..t......", "path": "checkpoints/", "type": "dir", "size": 4096},
         {"item": "*deleting", "path": "checkpoints/extra.bin", "type": "deleted", "size": 0},
     ]
 
 
 def test_parse_itemized_root_attributes_alone_are_no_change():
     assert _rsync.parse_itemized(".d..t...... 4096 ./\n") == []
+
+
+def test_parse_itemized_takes_names_as_rsync_escapes_them():
+    """Captured from rsync 3.x (--out-format='%i %l %n' --8-bit-output): UTF-8 as is, a tab
+    as is, a newline as \\#012, a control character as \\#001, a backslash before '#' as
+    \\#134, and ' -> ' is part of a name."""
+    text = (">f+++++++++ 1 a -> b.bin\n"
+            ">f+++++++++ 1 back\\#134#001lit.bin\n"
+            ">f+++++++++ 1 ctl\\#001x.bin\n"
+            "cL+++++++++ 13 link -> odd\n"
+            ">f+++++++++ 1 new\\#012line.bin\n"
+            ">f+++++++++ 1 tab\tname.bin\n"
+            ">f+++++++++ 1 \u00fcn\u00efcode.bin\n")
+    assert [c["path"] for c in _rsync.parse_itemized(text)] == [
+        "a -> b.bin", "back\\#001lit.bin", "ctl\x01x.bin", "link -> odd", "new\nline.bin", "tab\tname.bin",
+        "\u00fcn\u00efcode.bin"]
 
 
 def test_parse_itemized_keeps_names_that_begin_with_digits_and_spaces():

@@ -459,16 +459,46 @@ def test_links_that_leave_the_repo_are_refused_and_nothing_is_written(src, tmp_p
     dest = tmp_path / "dest"
     result, failed = sync(src, dest)
     assert failed
-    assert result["msg"].startswith("src %s/ on this host holds links inside Hugging Face repos that the cache "
-                                    "layout does not have, which would reach outside dest: " % src) or \
-        result["msg"].startswith("src %s on this host holds links" % src)
-    assert sorted(result["escaping_links"]) == sorted([
-        "%s/blobs/sub -> %s" % (W2V, outside),
-        "%s/snapshots/%s/evil.bin -> ../../blobs/sub/x" % (W2V, snap.name),
-        "%s/snapshots/%s/passwd -> ../../../../../../../etc/passwd" % (W2V, snap.name)])
+    assert result["msg"].startswith("src %s on this host holds links inside Hugging Face repos that the cache "
+                                    "layout does not have, which would reach outside dest: " % src)
+    assert result["escaping_links"] == ["%s/blobs/sub (a link outside snapshots/)" % W2V]
     assert result["changed"] is False
     assert os.listdir(str(outside)) == []
     assert not (dest / W2V).exists()
+    # Without the directory link, the snapshot links alone: refused from the plan, which
+    # reads each link as it is (no parsing of rsync's output), before any content moves.
+    os.unlink(str(repo / "blobs" / "sub"))
+    result, failed = sync(src, dest)
+    assert failed
+    assert sorted(result["escaping_links"]) == sorted([
+        "%s/snapshots/%s/evil.bin -> ../../blobs/sub/x" % (W2V, snap.name),
+        "%s/snapshots/%s/passwd -> ../../../../../../../etc/passwd" % (W2V, snap.name)])
+    assert "nothing of them was published" in result["msg"]
+    assert result["changed"] is False
+    assert os.listdir(str(outside)) == []
+    assert not (dest / W2V).exists()
+
+
+def test_names_are_names(src, tmp_path):
+    """Issue 13, finding 6: UTF-8, a newline, a tab, ' -> ' and a backslash before '#' in
+    file names and in snapshot link names round-trip, and a rerun has nothing to do."""
+    repo = src / W2V
+    snap = next((repo / "snapshots").iterdir())
+    blob = next(p for p in (repo / "blobs").iterdir() if len(p.name) == 64)
+    odd = ["ünïcode.bin", "new\nline.bin", "tab\tname.bin", "a -> b.bin", "back\\#001slash.bin", "ctl\x01.bin"]
+    for name in odd:
+        os.symlink("../../blobs/" + blob.name, str(snap / name))
+        (src / "checkpoints" / name).write_bytes(name.encode())
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest)
+    assert not failed, result
+    for name in odd:
+        assert os.readlink(str(dest / W2V / "snapshots" / snap.name / name)) == "../../blobs/" + blob.name
+        assert (dest / "checkpoints" / name).read_bytes() == name.encode()
+    assert files_and_links(dest) == files_and_links(src)
+    again, failed = sync(src, dest)
+    assert not failed and again["changed"] is False, again
+    assert_hub_reads_offline(str(dest / "hf_cache"))
 
 
 def resume_a_killed_runs_temporary_file(src, dest, **params):
