@@ -47,6 +47,30 @@ _STAT_RE = re.compile(r"^(?P<key>[A-Za-z ]+): (?P<num>[\d,]+)")
 # fail the same way every time.
 TRANSIENT_EXIT_CODES = frozenset((5, 10, 11, 12, 14, 20, 21, 22, 23, 24, 30, 35, 255))
 
+# rsync's exit codes in words (rsync(1), EXIT VALUES), for the failures no message
+# pattern below explains better.
+EXIT_CODES = {
+    1: "syntax or usage error: an option this rsync does not accept",
+    2: "protocol incompatibility between the two rsyncs",
+    3: "errors selecting input/output files or directories",
+    4: "an action this rsync does not support",
+    5: "error starting the client-server protocol",
+    10: "error in socket I/O",
+    11: "error in file I/O",
+    12: "error in the rsync protocol data stream (the connection broke, or the remote rsync failed)",
+    13: "errors with program diagnostics",
+    14: "error in IPC code",
+    20: "rsync was interrupted (SIGUSR1 or SIGINT)",
+    21: "an error returned by waitpid()",
+    22: "rsync could not allocate memory",
+    23: "partial transfer: some files were not transferred (see stderr)",
+    24: "partial transfer: source files vanished",
+    25: "the --max-delete limit stopped deletions",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for the daemon connection",
+    255: "the SSH connection failed",
+}
+
 # Messages of ssh and rsync that make a retry pointless, with what to do about them.
 _PERMANENT_ERRORS = (
     # A full disk stays full: rsync's code 11 (or 23, 12) is not worth a retry here.
@@ -281,7 +305,8 @@ def explain_failure(rc, stderr, context):
         return False, ("rsync was refused access to a file (Permission denied): %s; run the task as a user "
                        "who may write dest %s (become) and read src %s"
                        % (denied.group(0).strip(), context.get("dest", "dest"), context["src"]))
-    return rc in TRANSIENT_EXIT_CODES, "rsync exited with code %d" % rc
+    words = EXIT_CODES.get(rc)
+    return rc in TRANSIENT_EXIT_CODES, "rsync exited with code %d%s" % (rc, " (%s)" % words if words else "")
 
 
 def last_lines(text, count=8):
