@@ -5,6 +5,7 @@
 and OSErrors in words."""
 
 import errno
+import os
 import re
 
 # Never moved aside, replaced, nor synced into with deletion: the root and the top-level
@@ -25,3 +26,29 @@ def error_text(e):
     """``No space left on device (ENOSPC)``: the errno text and its name, from an OSError."""
     name = errno.errorcode.get(e.errno)
     return "%s (%s)" % (e.strerror or e, name) if name else str(e.strerror or e)
+
+
+def mount_of(path):
+    """The mount point a path lies on (its nearest ancestor that is a mount)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def mount_problem(path, name, mount_point=None, require_mount=False):
+    """(mount, problem): the mount ``path`` lies on, and why that is not where the cache
+    should be (None when it is). ``mount_point``: the mount it must lie under;
+    ``require_mount``: any mount but the root filesystem's. ``name`` names the input
+    in the message. Read-only."""
+    mount = mount_of(path)
+    if mount_point:
+        wanted = os.path.realpath(mount_point)
+        if not os.path.ismount(wanted):
+            return mount, "mount_point %s is not mounted; mount the cache (for example the iSCSI LUN) first" % mount_point
+        if mount != wanted:
+            return mount, "%s %s lies on %s, not under mount_point %s" % (name, path, mount, mount_point)
+    elif require_mount and os.stat(mount).st_dev == os.stat("/").st_dev:
+        return mount, ("%s %s is on the root filesystem, not on a mounted cache; mount the cache first, or set "
+                       "require_mount=false for a cache synced onto the root filesystem" % (name, path))
+    return mount, None

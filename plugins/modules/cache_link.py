@@ -125,7 +125,7 @@ import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, system_dir
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, mount_problem, system_dir
 
 # The longest suffixes cache_link adds to the name at path: a backup's, a new link's.
 BACKUP_SUFFIX = ".bak-%Y%m%dT%H%M%S"
@@ -175,28 +175,11 @@ class CacheLink(object):
         except (OSError, ValueError):
             return 255
 
-    def mount_of(self, path):
-        """The mount point a path lies on (its nearest ancestor that is a mount)."""
-        path = os.path.realpath(path)
-        while not os.path.ismount(path):
-            path = os.path.dirname(path)
-        return path
-
     def check_mount(self):
         p = self.module.params
-        mount = self.mount_of(self.target)
-        if p["mount_point"]:
-            wanted = os.path.realpath(p["mount_point"])
-            if not os.path.ismount(wanted):
-                self.module.fail_json(msg="mount_point %s is not mounted; mount the cache "
-                                          "(for example the iSCSI LUN) first" % p["mount_point"])
-            if mount != wanted:
-                self.module.fail_json(msg="target %s lies on %s, not under mount_point %s"
-                                          % (self.target, mount, p["mount_point"]))
-        elif p["require_mount"] and os.stat(mount).st_dev == os.stat("/").st_dev:
-            self.module.fail_json(msg="target %s is on the root filesystem, not on a mounted "
-                                      "cache; mount the cache first, or set require_mount=false "
-                                      "for a cache synced onto the root filesystem" % self.target)
+        mount, problem = mount_problem(self.target, "target", p["mount_point"], p["require_mount"])
+        if problem:
+            self.module.fail_json(msg=problem)
         return mount
 
     def current(self):

@@ -85,6 +85,18 @@ options:
         repo. Paths with C(..) or absolute are refused.
     type: dict
     default: {}
+  mount_point:
+    description:
+      - The mount the cache must lie under (for example the iSCSI LUN's). When the cache
+        (O(model_dir), and O(hf_cache) when given) is not on it, the module fails before
+        reading anything, so an unmounted LUN is never judged by the empty directory under it.
+    type: path
+  require_mount:
+    description:
+      - Fail when the cache lies on the root filesystem rather than on a mounted cache.
+        Implied by O(mount_point).
+    type: bool
+    default: false
 notes:
   - Checks presence and resolution, not content; model_cache_sync verifies content.
 seealso:
@@ -169,6 +181,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.indextts.deploy.plugins.module_utils import _indextts2 as release
 from ansible_collections.indextts.deploy.plugins.module_utils._hfcache import repo_dir_name
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import mount_problem
 
 
 class Preflight(object):
@@ -260,7 +273,19 @@ class Preflight(object):
         missing, checked = release.check(entries, self.model_dir, hub)
         return entries, missing, checked, hf_cache, hf_cache_from, hub
 
+    def check_mount(self):
+        """The cache is on the mount it should be on, before anything of it is read."""
+        p = self.module.params
+        if not (p["mount_point"] or p["require_mount"]):
+            return
+        for name, path in (("model_dir", self.model_dir), ("hf_cache", p["hf_cache"])):
+            if path:
+                problem = mount_problem(path, name, p["mount_point"], p["require_mount"])[1]
+                if problem:
+                    self.fail(problem)
+
     def run(self):
+        self.check_mount()
         facts, version, info, config = self.inspect()
         entries, missing, checked, hf_cache, hf_cache_from, hub = self.plan(facts, version, info, config)
         result = {"changed": False, "era": info["era"], "model_version": version, "versions": facts["versions"],
@@ -293,6 +318,8 @@ def main():
             model_version=dict(type="str", default=""),
             checkpoint_files=dict(type="list", elements="str", default=[]),
             hf_files=dict(type="dict", default={}),
+            mount_point=dict(type="path"),
+            require_mount=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

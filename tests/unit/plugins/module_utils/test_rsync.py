@@ -180,7 +180,8 @@ def test_explain_failure_unknown_errors_use_exit_code():
         True, "rsync exited with code 12 (error in the rsync protocol data stream (the connection broke, or the "
               "remote rsync failed))")
     assert _rsync.explain_failure(30, "timeout in data send/receive", ctx) == (True, "rsync exited with code 30 (timeout in data send/receive)")
-    assert _rsync.explain_failure(1, "syntax or usage error", ctx) == (False, "rsync exited with code 1 (syntax or usage error: an option this rsync does not accept)")
+    assert _rsync.explain_failure(1, "syntax or usage error", ctx) == (
+        False, "rsync exited with code 1 (syntax or usage error: an option this rsync does not accept)")
     assert _rsync.explain_failure(99, "", ctx) == (False, "rsync exited with code 99")
     # killed by a signal (the OOM killer, a stray kill): another attempt can succeed
     assert _rsync.explain_failure(-9, "", ctx) == (True, "rsync was killed by signal 9")

@@ -5,9 +5,11 @@ synthetic caches in their real layouts."""
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import mount_of
 from ansible_collections.indextts.deploy.plugins.modules import indextts2_cache_layout, indextts2_preflight
 
 from conftest import V25_CHECKPOINTS
@@ -238,3 +240,32 @@ def test_a_release_that_sets_the_cache_before_huggingface_hub(releases, make_cac
     os.symlink(str(cache / "hf_cache"), str(cache / "checkpoints" / "hf_cache"))
     result, failed = preflight(app, cache)
     assert not failed, result
+
+
+def test_the_cache_must_be_on_its_mount_before_it_is_read(releases, make_cache, tmp_path):
+    """iSCSI mode: an unmounted LUN leaves an empty (or stale) directory at the mount
+    point; the preflight refuses to judge it (a check that had borrowed cache_link's)."""
+    cache = make_cache()
+    lun = tmp_path / "lun"
+    lun.mkdir()
+    result, failed = preflight(releases["v2.0.0"], cache, mount_point=str(lun))
+    assert failed
+    assert result["msg"] == ("mount_point %s is not mounted; mount the cache (for example the iSCSI LUN) first" % lun)
+    if os.stat(str(tmp_path)).st_dev == os.stat("/").st_dev:
+        result, failed = preflight(releases["v2.0.0"], cache, require_mount=True)
+        assert failed
+        assert result["msg"].startswith("model_dir %s is on the root filesystem, not on a mounted cache"
+                                        % (cache / "checkpoints"))
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(lun)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        result, failed = preflight(releases["v2.0.0"], cache, mount_point=str(lun))
+        assert failed
+        assert result["msg"] == "model_dir %s lies on %s, not under mount_point %s" % (
+            cache / "checkpoints", mount_of(str(cache / "checkpoints")), lun)
+        on_lun = lun / "cache"
+        shutil.copytree(str(cache), str(on_lun), symlinks=True)
+        result, failed = preflight(releases["v2.0.0"], on_lun, mount_point=str(lun))
+        assert not failed, result
+    finally:
+        subprocess.run(["umount", str(lun)], check=True)

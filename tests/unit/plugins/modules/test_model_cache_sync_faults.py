@@ -15,8 +15,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
 
 from test_model_cache_sync_local import W2V, assert_hub_reads_offline, files_and_links, make_cache, read_ref
