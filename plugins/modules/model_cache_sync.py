@@ -955,12 +955,10 @@ class ModelCacheSync(object):
             if os.path.islink(path):
                 self.fail("%s is a symbolic link; refusing to keep the sync's lock and state through it "
                           "(a source must not plant links there). Remove the link and rerun." % path)
-        if not os.path.isdir(self.dest):
-            os.makedirs(self.dest, 0o755)
-        for path in (base, self.state):
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o755)
-        fd = os.open(os.path.join(self.state, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.makedirs(self.state, 0o755)
+        lock = os.path.join(self.state, LOCK_FILE)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.own(lock)
         started = time.monotonic()
         while True:
             try:
@@ -981,6 +979,30 @@ class ModelCacheSync(object):
                                                     time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode(), 0)
         self.lock_fd = fd
         return time.monotonic() - started
+
+    def own(self, path):
+        """Give what this module makes in dest the owner and group that the cache's files
+        get (owner, group), so the cache stays owned by its account throughout."""
+        p = self.params
+        if not (p["owner"] or p["group"]):
+            return
+        uid = gid = -1
+        if p["owner"]:
+            uid = int(p["owner"]) if p["owner"].isdigit() else pwd.getpwnam(p["owner"]).pw_uid
+        if p["group"]:
+            gid = int(p["group"]) if p["group"].isdigit() else grp.getgrnam(p["group"]).gr_gid
+        os.lchown(path, uid, gid)
+
+    def makedirs(self, path, mode):
+        """os.makedirs, each directory it makes owned as the cache (own)."""
+        missing = []
+        while not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for directory in reversed(missing):
+            os.mkdir(directory, mode)
+            if directory == self.dest or directory.startswith(self.dest.rstrip("/") + "/"):
+                self.own(directory)  # not the parents of dest: they are not the cache
 
     def remove_tree(self, top):
         """Remove a directory tree of this module's own state (seeds are extra hard links
@@ -1035,8 +1057,7 @@ class ModelCacheSync(object):
             if os.path.lexists(partial) and os.lstat(partial).st_size >= os.lstat(temp).st_size:
                 os.unlink(temp)
                 return 0
-            if not os.path.isdir(partial_dir):
-                os.mkdir(partial_dir, 0o700)
+            self.makedirs(partial_dir, 0o700)
             os.rename(temp, partial)
             return 1
         except OSError as e:
@@ -1094,8 +1115,7 @@ class ModelCacheSync(object):
                     self.module.warn("not seeding %s from %s: a link leads out of dest %s"
                                      % (pair["blob"], pair["basis"], self.dest))
                     continue
-                if not os.path.isdir(os.path.dirname(seed)):
-                    os.makedirs(os.path.dirname(seed), 0o700)
+                self.makedirs(os.path.dirname(seed), 0o700)
                 os.link(basis, seed, follow_symlinks=False)
             except OSError as e:
                 self.module.warn("could not seed %s from %s: %s" % (pair["blob"], pair["basis"], error_text(e)))
@@ -1133,6 +1153,7 @@ class ModelCacheSync(object):
         path = os.path.join(self.state, VERIFIED_RECORD)
         with open(path + ".tmp", "w") as f:
             json.dump(record, f, sort_keys=True)
+        self.own(path + ".tmp")
         os.replace(path + ".tmp", path)
 
     def transfer(self, content_runs, deleting, filters):
@@ -1259,8 +1280,7 @@ class ModelCacheSync(object):
                 # Off its final name, so that no later run takes it for a verified blob
                 # (a rerun fetches it again and checks it again); kept for inspection.
                 aside = os.path.join(rejected, path)
-                if not os.path.isdir(os.path.dirname(aside)):
-                    os.makedirs(os.path.dirname(aside), 0o700)
+                self.makedirs(os.path.dirname(aside), 0o700)
                 os.replace(os.path.join(self.dest, path), aside)
                 self.wrote = True
             self.fail(
@@ -1304,7 +1324,7 @@ class ModelCacheSync(object):
         this, never a second look at the live src. Returns the plan's entries."""
         plan = os.path.join(self.state, PLAN_DIR)
         self.remove_tree(plan)
-        os.mkdir(plan, 0o700)
+        self.makedirs(plan, 0o700)
         out = self.run_rsync(self.argv(stage="metadata", filters=filters, into=plan),
                              "planning snapshots and refs (read once from src)")
         staged = [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]

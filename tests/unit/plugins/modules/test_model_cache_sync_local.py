@@ -631,3 +631,26 @@ def test_a_source_that_drops_the_planned_revision_mid_run_publishes_nothing_of_i
     result, failed = sync(src, dest)
     assert not failed, result
     assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_everything_in_dest_belongs_to_the_cache_owner_the_module_state_too(src, tmp_path):
+    """owner/group: the files rsync lands, and the lock and record this module keeps."""
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("owner needs root")
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid)
+    dest = tmp_path / "dest"
+    result, failed = sync(src, dest, owner="nobody", group=group.gr_name)
+    assert not failed, result
+    state = dest / model_cache_sync.STATE_DIR
+    assert (state / model_cache_sync.LOCK_FILE).exists() and (state / model_cache_sync.VERIFIED_RECORD).exists()
+    foreign = []
+    for dirpath, dirnames, filenames in os.walk(str(dest)):
+        for name in [""] + dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_uid, st.st_gid) != (user.pw_uid, group.gr_gid):
+                foreign.append(os.path.join(dirpath, name))
+    assert foreign == []
+    assert os.lstat(str(tmp_path)).st_uid == 0  # dest's parent is not the cache's
