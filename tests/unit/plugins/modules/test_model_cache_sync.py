@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import transport
 
 from harness import check_output, expand, load_cases, run_module
 
@@ -29,8 +30,8 @@ def test_case(case, tmp_path):
     ctl.mkdir()
     names = {"dest": str(dest), "file": str(tmp_path / "file"), "tmp": str(tmp_path), "ctl": str(ctl)}
     case = expand(case, names)
-    with mock.patch.object(model_cache_sync.tempfile, "mkdtemp", return_value=str(ctl)), \
-            mock.patch.object(model_cache_sync, "read_cpuinfo", return_value=case.get("cpuinfo", "")):
+    with mock.patch.object(transport.tempfile, "mkdtemp", return_value=str(ctl)), \
+            mock.patch.object(transport, "read_cpuinfo", return_value=case.get("cpuinfo", "")):
         result, failed, commands = run_module(
             model_cache_sync.main, case["input"], case.get("commands", ()),
             check_mode=case.get("check_mode", False), diff=case.get("diff", False),

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import state
 
 from test_model_cache_sync_local import W2V, assert_hub_reads_offline, files_and_links, make_cache, read_ref
 
@@ -49,9 +49,9 @@ def leftovers(dest):
     for dirpath, dirnames, filenames in os.walk(str(dest)):
         for name in filenames:
             path = os.path.relpath(os.path.join(dirpath, name), str(dest))
-            if (model_cache_sync._TEMP_RE.match(name) or model_cache_sync.PARTIAL_DIR in path
-                    or "/%s/" % model_cache_sync.SEEDS_DIR in "/" + path
-                    or "/%s/" % model_cache_sync.PLAN_DIR in "/" + path):
+            if (state.TEMP_RE.match(name) or state.PARTIAL_DIR in path
+                    or "/%s/" % state.SEEDS_DIR in "/" + path
+                    or "/%s/" % state.PLAN_DIR in "/" + path):
                 found.append(path)
     return found
 

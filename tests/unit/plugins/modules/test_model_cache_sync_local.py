@@ -17,6 +17,7 @@ from ansible.module_utils import basic
 from huggingface_hub import scan_cache_dir, snapshot_download
 
 from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, state, verify
 
 from harness import run_real
 
@@ -36,16 +37,16 @@ def make_cache(path, *args):
 def tree(root):
     """Every path under root with what it is: file size and mtime, or link target;
     the module's own state (its lock, its record of verified blobs) left out."""
-    state = {}
+    found = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        if os.path.relpath(dirpath, root) == os.path.dirname(model_cache_sync.STATE_DIR):
-            dirnames[:] = [d for d in dirnames if d != os.path.basename(model_cache_sync.STATE_DIR)]
+        if os.path.relpath(dirpath, root) == os.path.dirname(state.STATE_DIR):
+            dirnames[:] = [d for d in dirnames if d != os.path.basename(state.STATE_DIR)]
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)
             st = os.lstat(path)
-            state[rel] = os.readlink(path) if os.path.islink(path) else (st.st_size, st.st_mtime_ns)
-    return state
+            found[rel] = os.readlink(path) if os.path.islink(path) else (st.st_size, st.st_mtime_ns)
+    return found
 
 
 def files_and_links(root):
@@ -202,8 +203,8 @@ def test_corrupt_source_blob_is_caught_and_never_published_by_a_rerun(src, tmp_p
         assert result["changed"] is True  # it wrote the other blobs, and moved the bad one aside
         # Off its final name, kept for inspection; no snapshot or ref points at it.
         assert not (dest / W2V / "blobs" / victim.name).exists()
-        assert (dest / model_cache_sync.STATE_DIR / "rejected" / W2V / "blobs" / victim.name).read_bytes() == bytes(data)
-        assert "moved to %s/rejected/" % (dest / model_cache_sync.STATE_DIR) in result["msg"]
+        assert (dest / state.STATE_DIR / "rejected" / W2V / "blobs" / victim.name).read_bytes() == bytes(data)
+        assert "moved to %s/rejected/" % (dest / state.STATE_DIR) in result["msg"]
         assert not (dest / W2V / "snapshots").exists()
         assert not (dest / W2V / "refs").exists()
     # Repaired at the source, the next run completes the cache.
@@ -234,7 +235,7 @@ def test_a_blob_landed_but_never_verified_is_verified_before_a_snapshot_points_a
             for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 os.unlink(os.path.join(dirpath, name))
             os.rmdir(dirpath)
-    (dest / model_cache_sync.STATE_DIR / model_cache_sync.VERIFIED_RECORD).unlink()
+    (dest / state.STATE_DIR / state.VERIFIED_RECORD).unlink()
     result, failed = sync(src, dest)
     assert failed, result
     assert result["corrupt_blobs"] == [W2V + "/blobs/" + blob.name]
@@ -263,7 +264,7 @@ def test_dest_without_room_is_refused_before_transfer(src, tmp_path):
 def test_large_first_sync_walks_each_stage_in_order(tmp_path):
     """Over FILES_FROM_LIMIT planned paths, stages walk the tree with their filters."""
     src = tmp_path / "src"
-    make_cache(src, "--weights-mb", "2", "--small-files", str(model_cache_sync.FILES_FROM_LIMIT + 100))
+    make_cache(src, "--weights-mb", "2", "--small-files", str(plan.FILES_FROM_LIMIT + 100))
     dest = tmp_path / "dest"
 
     def probe(argv):
@@ -315,7 +316,7 @@ def test_blob_hasher_takes_landed_blobs_and_forgets_rewritten_ones(tmp_path):
     older = blobs / ("0" * 64)
     older.write_bytes(b"already here before the transfer")
     rels = ["hf_cache/models--a--b/blobs/" + name, "hf_cache/models--a--b/blobs/" + older.name]
-    hasher = model_cache_sync.BlobHasher(str(tmp_path), rels).start()
+    hasher = verify.BlobHasher(str(tmp_path), rels).start()
     # landed as rsync lands a file: written under a temporary name, renamed into place
     (blobs / ".landing").write_bytes(data)
     os.rename(blobs / ".landing", blobs / name)
@@ -338,8 +339,8 @@ def test_blob_hasher_follows_the_temporary_file_rsync_writes(tmp_path):
     name = hashlib.sha256(data).hexdigest()
     rel = "hf_cache/models--a--b/blobs/" + name
     temporary = blobs / (".%s.Xy12Ab" % name)  # rsync's name for it while it is written
-    with mock.patch.object(model_cache_sync.hf, "blob_sha256", side_effect=AssertionError("hashed whole")):
-        hasher = model_cache_sync.BlobHasher(str(tmp_path), [rel]).start()
+    with mock.patch.object(verify.hf, "blob_sha256", side_effect=AssertionError("hashed whole")):
+        hasher = verify.BlobHasher(str(tmp_path), [rel]).start()
         with open(temporary, "wb") as f:
             for offset in range(0, len(data), 1 << 20):
                 f.write(data[offset:offset + (1 << 20)])
@@ -423,7 +424,7 @@ def test_one_run_per_dest_a_second_waits_then_fails_naming_the_holder(src, tmp_p
     dest = tmp_path / "dest"
     result, failed = sync(src, dest)
     assert not failed, result
-    lock = dest / model_cache_sync.STATE_DIR / model_cache_sync.LOCK_FILE
+    lock = dest / state.STATE_DIR / state.LOCK_FILE
     assert lock.read_text().startswith("pid %d on " % os.getpid())
     (src / "hf_cache" / "added.txt").write_text("new\n")
     with open(str(lock), "r+") as held:
@@ -517,7 +518,7 @@ def resume_a_killed_runs_temporary_file(src, dest, **params):
     assert "kept 1 interrupted blob transfer(s) as partial files to resume" in result["leftovers"]
     assert not temp.exists()
     assert blob.read_bytes() == data
-    partial = blobs / model_cache_sync.PARTIAL_DIR
+    partial = blobs / state.PARTIAL_DIR
     assert not partial.exists() or not os.listdir(str(partial))
     assert_hub_reads_offline(str(dest / "hf_cache"))
     return result, len(data)
@@ -563,7 +564,7 @@ def sync_changing_src_before_content(src, dest, change):
     the plan read src's snapshot links and refs (a scheduled re-sync overlapping an
     update of golden)."""
     real_run = basic.AnsibleModule.run_command
-    plan_dir = os.path.join(str(dest), model_cache_sync.STATE_DIR, model_cache_sync.PLAN_DIR)
+    plan_dir = os.path.join(str(dest), state.STATE_DIR, state.PLAN_DIR)
     done = []
 
     def run(module, args, **kwargs):
@@ -644,8 +645,8 @@ def test_everything_in_dest_belongs_to_the_cache_owner_the_module_state_too(src,
     dest = tmp_path / "dest"
     result, failed = sync(src, dest, owner="nobody", group=group.gr_name)
     assert not failed, result
-    state = dest / model_cache_sync.STATE_DIR
-    assert (state / model_cache_sync.LOCK_FILE).exists() and (state / model_cache_sync.VERIFIED_RECORD).exists()
+    state_dir = dest / state.STATE_DIR
+    assert (state_dir / state.LOCK_FILE).exists() and (state_dir / state.VERIFIED_RECORD).exists()
     foreign = []
     for dirpath, dirnames, filenames in os.walk(str(dest)):
         for name in [""] + dirnames + filenames:

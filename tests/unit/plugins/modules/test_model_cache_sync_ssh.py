@@ -19,7 +19,7 @@ import time
 import pytest
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
-from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, state, transport
 
 from test_model_cache_sync_local import (assert_hub_reads_offline, files_and_links, make_cache,
                                          resume_a_killed_runs_temporary_file, sync, tree)
@@ -98,7 +98,7 @@ def leftovers():
     """Directories and processes of this test process's shared SSH connections that are
     still around (the module runs in this process: its directories carry our pid).
     Whatever other runs on the machine left is not ours to count."""
-    mine = "%s%d-" % (model_cache_sync.SSH_DIR_PREFIX, os.getpid())
+    mine = "%s%d-" % (transport.SSH_DIR_PREFIX, os.getpid())
     dirs = [d for d in os.listdir(tempfile.gettempdir()) if d.startswith(mine)]
     procs = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -116,7 +116,7 @@ def test_stages_share_a_connection_and_each_further_run_has_its_own(sshd, tmp_pa
     src = tmp_path / "src"
     # w2v-bert's weights (72 MB) and MaskGCT's (40 MB) are over STREAM_MIN_BYTES
     # and over FILES_FROM_LIMIT paths make the first run walk the tree, excluding the other run's file
-    make_cache(src, "--weights-mb", "160", "--small-files", str(model_cache_sync.FILES_FROM_LIMIT + 100))
+    make_cache(src, "--weights-mb", "160", "--small-files", str(plan.FILES_FROM_LIMIT + 100))
     dest = tmp_path / "dest"
     assert leftovers() == ([], [])
 
@@ -163,7 +163,7 @@ def test_cipher_negotiated_is_the_one_preferred_for_this_cpu(sshd, tmp_path):
     make_cache(src, "--weights-mb", "1", "--small-files", "0")
     (result, failed), _logins, lines = logins_during(sshd, lambda: sync(src, tmp_path / "dest", **sshd.params()))
     assert not failed, result
-    preferred = _rsync.cipher_preference(model_cache_sync.read_cpuinfo())
+    preferred = _rsync.cipher_preference(transport.read_cpuinfo())
     expected = preferred[0] if preferred else "chacha20-poly1305@openssh.com"  # ssh's own first choice
     assert any("kex: client->server cipher: %s " % expected in line for line in lines), \
         [line for line in lines if "cipher" in line]
@@ -184,8 +184,8 @@ def test_a_killed_runs_ssh_connection_is_closed_by_the_next_run(sshd, tmp_path):
     make_cache(src, "--weights-mb", "1", "--small-files", "3")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tempfile.mkdtemp(prefix="%s%d-" % (model_cache_sync.SSH_DIR_PREFIX, dead.pid))
-    other = tempfile.mkdtemp(prefix=model_cache_sync.SSH_DIR_PREFIX)  # no pid in the name: not ours to judge
+    stale = tempfile.mkdtemp(prefix="%s%d-" % (transport.SSH_DIR_PREFIX, dead.pid))
+    other = tempfile.mkdtemp(prefix=transport.SSH_DIR_PREFIX)  # no pid in the name: not ours to judge
     try:
         result, failed = sync(src, tmp_path / "dest", **sshd.params())
         assert not failed, result
@@ -215,7 +215,7 @@ def test_a_seed_never_sits_under_a_final_name(sshd, tmp_path):
 
     def observe(module, args, **kwargs):
         if "--dry-run" not in args and any(a.startswith("--link-dest=") for a in args):
-            seeds = dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR
+            seeds = dest / state.STATE_DIR / state.SEEDS_DIR
             found = [os.path.relpath(os.path.join(d, f), str(seeds)) for d, _s, fs in os.walk(str(seeds)) for f in fs]
             seen.append((found, [os.path.exists(os.path.join(str(dest), rel)) for rel in found]))
         return real_run(module, args, **kwargs)
@@ -226,11 +226,11 @@ def test_a_seed_never_sits_under_a_final_name(sshd, tmp_path):
     assert len(result["seeded_blobs"]) == 1 and result["stats"]["matched_bytes"] > 0
     new_blob = result["seeded_blobs"][0]["blob"]
     assert seen == [([new_blob], [False])]  # seeded in the state dir, nothing under the final name yet
-    assert not (dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR).exists()
+    assert not (dest / state.STATE_DIR / state.SEEDS_DIR).exists()
     assert_hub_reads_offline(str(dest / "hf_cache"))
 
     # What a kill during that content stage leaves: a seed. The next run clears it.
-    seed = dest / model_cache_sync.STATE_DIR / model_cache_sync.SEEDS_DIR / new_blob
+    seed = dest / state.STATE_DIR / state.SEEDS_DIR / new_blob
     seed.parent.mkdir(parents=True)
     os.link(str(dest / result["seeded_blobs"][0]["basis"]), str(seed))
     result, failed = sync(src, dest, **sshd.params())

@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Publishing: the plan's snapshot links, then its refs, made visible in dest.
+
+The plan was read once from src into the state dir (the transport's fetch_plan);
+what is published is exactly that, never a second look at the live src. Before
+anything is published, the plan is checked against dest: a source that moved on in a
+way the plan cannot complete publishes nothing of it."""
+
+import os
+
+from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
+
+ORDER = ("snapshots", "refs")  # a ref never names a snapshot readers cannot see yet
+
+
+def check_plan(dest, plan_dir, staged):
+    """(published_refs, unresolved): the refs the plan publishes ({path: commit}), and
+    what keeps it from being published: a snapshot link to a blob dest does not have,
+    an unreadable ref, a ref naming a snapshot neither dest nor the plan holds."""
+    unresolved = []
+    refs = {}
+    for c in staged:
+        split = hf.split_repo_path(c["path"])
+        if c["type"] == "symlink" and hf.snapshot_file(c["path"]):
+            blob = hf.link_target_path(c["path"], c.get("target", ""))
+            if not blob or not os.path.isfile(os.path.join(dest, blob)):
+                unresolved.append("%s -> %s: no such blob in dest" % (c["path"], c.get("target")))
+        elif c["type"] == "file" and split and split[1] == "refs":
+            commit, problem = hf.read_ref(os.path.join(plan_dir, split[0]), split[2])
+            if commit:
+                refs[c["path"]] = commit
+            if problem:
+                unresolved.append("%s: %s" % (c["path"], problem))
+            elif not any(os.path.isdir(os.path.join(root, split[0], "snapshots", commit)) for root in (dest, plan_dir)):
+                unresolved.append("%s names snapshot %s, which src no longer has" % (c["path"], commit[:12]))
+    return refs, unresolved
+
+
+def read_links(plan_dir, staged):
+    """Each staged link's target, read from the link the transport made in the plan
+    (never parsed from the transport's output: names may hold " -> ")."""
+    for c in staged:
+        if c["type"] == "symlink":
+            c["target"] = os.readlink(os.path.join(plan_dir, c["path"]))
+    return staged
