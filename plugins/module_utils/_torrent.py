@@ -1,0 +1,475 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Peer-to-peer transport of the model cache, on libtorrent (issue 15).
+
+The golden host makes a BitTorrent v2 torrent of the cache's regular files (the
+blobs; never the snapshot links nor refs/, which are published from the manifest)
+and seeds them in place. Nodes fetch into a staging directory and then seed to each
+other. The swarm is closed: no tracker, no DHT, no local service discovery, no
+peer exchange, no UPnP or NAT-PMP; peers are given by address, and an allow-list of
+addresses (libtorrent's ip_filter) refuses every other one. An SSL torrent carries a
+per-deployment CA certificate: libtorrent then talks to a peer only over TLS, only if
+the peer's certificate is signed by that CA and names the torrent (a subjectAltName
+DNS entry equal to the torrent name, or ``*``).
+
+Written against the API that Debian bookworm's python3-libtorrent 2.0.8 and PyPI's
+libtorrent 2.1.1 share. Differences that matter here:
+
+- Both always load DH parameters from the file given to ``set_ssl_certificate`` (no
+  file is a torrent error), so a file is always given: FFDHE2048_PEM, the RFC 7919
+  2048-bit group, unless the caller has its own.
+- 2.0.8 matches the certificate's name against the torrent name as a prefix
+  (``strncmp`` over the certificate's length: a certificate for ``indextts`` is
+  accepted by a torrent named ``indextts-cache``); 2.1 wants it whole. The CA is the
+  boundary that counts: sign node certificates with the deployment's CA only.
+- 2.0.8's bindings have no ``ssl_listen_port`` and no ``set_ssl_certificate_buffer``:
+  ports are read from the listen alerts, certificates are given as files.
+"""
+
+import os
+import posixpath
+import shutil
+import socket
+import tempfile
+import time
+import traceback
+
+from ansible_collections.indextts.deploy.plugins.module_utils._hfcache import is_repo_dir
+
+try:
+    import libtorrent as lt
+    HAS_LIBTORRENT = True
+    LIBTORRENT_IMPORT_ERROR = None
+except ImportError:
+    lt = None
+    HAS_LIBTORRENT = False
+    LIBTORRENT_IMPORT_ERROR = traceback.format_exc()
+
+# Directories whose files never go into the torrent, wherever they are: huggingface_hub's
+# lock files (and model_cache_sync's state under .locks/indextts-sync) and the partial
+# dir of an interrupted transfer.
+SKIP_DIRS = frozenset([".locks", ".indextts-partial"])
+# Directories of a repo dir (models--org--name/...) that hold metadata, published from
+# the manifest after the content: refs name commits, .no_exist records absent files.
+SKIP_REPO_DIRS = frozenset(["refs", ".no_exist"])
+# huggingface_hub's name for a blob being downloaded.
+INCOMPLETE_SUFFIX = ".incomplete"
+
+# What wait() returns.
+DONE = "done"
+STALLED = "stalled"
+TIMED_OUT = "timed out"
+
+CREATOR = "indextts.deploy"
+
+# The 2048-bit finite-field Diffie-Hellman group of RFC 7919 (ffdhe2048), as OpenSSL
+# writes it. Public parameters: what set_ssl_certificate loads when given no DH file.
+FFDHE2048_PEM = """-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+# Peer messages kept for the caller (the newest ones).
+MAX_MESSAGES = 200
+
+
+class SwarmError(Exception):
+    """A failure of the swarm itself (listen, storage, certificate), in words."""
+
+
+def in_torrent(rel):
+    """Whether a path relative to the cache root belongs in the torrent by its name:
+    not under ``.locks/`` or ``.indextts-partial/``, not in a repo's ``refs/`` or
+    ``.no_exist/``, not a blob huggingface_hub is still downloading. A pure function;
+    regular_files() adds that only regular files (never links) count."""
+    parts = rel.lstrip("/").split("/")
+    if not parts[-1] or parts[-1].endswith(INCOMPLETE_SUFFIX):
+        return False
+    dirs = parts[:-1]
+    for i, part in enumerate(dirs):
+        if part in SKIP_DIRS:
+            return False
+        if part in SKIP_REPO_DIRS and i > 0 and is_repo_dir(dirs[i - 1]):
+            return False
+    return True
+
+
+def regular_files(root):
+    """The files of the cache at ``root`` that go into the torrent: regular files (no
+    symlinks, so no snapshot links; links to directories are not followed) that
+    in_torrent() accepts. Sorted relative paths with ``/`` separators."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        dirnames[:] = sorted(d for d in dirnames if in_torrent(posixpath.join(rel_dir, d, "x")))
+        for name in filenames:
+            rel = posixpath.join(rel_dir, name)
+            if in_torrent(rel) and os.path.isfile(os.path.join(dirpath, name)) \
+                    and not os.path.islink(os.path.join(dirpath, name)):
+                found.append(rel)
+    return sorted(found)
+
+
+def valid_name(name):
+    """A torrent name: one path component, the name peers' certificates carry."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name and len(name) <= 255
+
+
+def parse_peer(text):
+    """``10.0.0.5:6881``, ``[fd00::5]:6881`` -> (address, port); ValueError otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        sep = ""  # an IPv6 address needs brackets around it
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("not a peer address (address:port, [IPv6]:port): %r" % text)
+    return _address(host), int(port)
+
+
+def _address(text):
+    """A literal IPv4 or IPv6 address in its normal form; ValueError for anything else
+    (peers are given by address: no names, no lookups)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_ntop(family, socket.inet_pton(family, text))
+        except (OSError, ValueError):
+            pass
+    raise ValueError("not an IP address: %r" % text)
+
+
+def _require_libtorrent():
+    if not HAS_LIBTORRENT:
+        raise SwarmError("the Python bindings of libtorrent are missing (python3-libtorrent): %s"
+                         % LIBTORRENT_IMPORT_ERROR.strip().splitlines()[-1])
+
+
+def make_torrent(root, files, name, piece_size=None, root_cert_pem=None):
+    """The bytes of a private, v2-only torrent of ``files`` (paths relative to
+    ``root``), named ``name``.
+
+    Files are listed in sorted order (v2 sorts them anyway) and the creation date is
+    left out: the same files make the same bytes. ``piece_size`` (a power of two, at
+    least 16 KiB) defaults to libtorrent's choice. With ``root_cert_pem`` (the
+    deployment CA's certificate, PEM) the torrent is an SSL torrent. Reads every file
+    to hash it.
+    """
+    _require_libtorrent()
+    if not valid_name(name):
+        raise ValueError("not a torrent name (one path component): %r" % name)
+    if piece_size is not None and (piece_size < 16384 or piece_size & (piece_size - 1)):
+        raise ValueError("piece size must be a power of two of at least 16 KiB: %r" % piece_size)
+    files = sorted(set(files))
+    if not files:
+        raise ValueError("no files to put in the torrent")
+    entries = [(posixpath.join(name, rel), os.path.getsize(os.path.join(root, rel))) for rel in files]
+    if hasattr(lt, "create_file_entry"):  # 2.1: a list of entries
+        ct = lt.create_torrent([lt.create_file_entry(path, size) for path, size in entries],
+                               piece_size or 0, lt.create_torrent.v2_only)
+    else:  # 2.0: a file_storage (deprecated in 2.1)
+        fs = lt.file_storage()
+        for path, size in entries:
+            fs.add_file(path, size)
+        ct = lt.create_torrent(fs, piece_size or 0, lt.create_torrent.v2_only)
+    ct.set_priv(True)
+    ct.set_creator(CREATOR)
+    if root_cert_pem:
+        ct.set_root_cert(root_cert_pem.decode("ascii") if isinstance(root_cert_pem, bytes) else root_cert_pem)
+    # libtorrent reads <path>/<name>/<rel>: a link named like the torrent, to root.
+    tmp = tempfile.mkdtemp(prefix="indextts-torrent-")
+    try:
+        os.symlink(os.path.abspath(root), os.path.join(tmp, name))
+        lt.set_piece_hashes(ct, tmp)
+    finally:
+        shutil.rmtree(tmp)
+    entry = ct.generate()
+    for key in (b"creation date", "creation date"):
+        entry.pop(key, None)
+    return lt.bencode(entry)
+
+
+def torrent_files(torrent):
+    """The relative paths of the files in a torrent's bytes (no pad files), in order."""
+    _require_libtorrent()
+    ti = lt.torrent_info(lt.bdecode(torrent))
+    return [rel for _index, rel in _files(ti)]
+
+
+def _files(ti):
+    """(index, path relative to the torrent's directory) of each real file."""
+    fs = ti.layout() if hasattr(ti, "layout") else ti.files()  # files() is deprecated in 2.1
+    prefix = ti.name() + "/"
+    out = []
+    for index in range(fs.num_files()):
+        if fs.file_flags(index) & lt.file_storage.flag_pad_file:
+            continue
+        path = fs.file_path(index).replace(os.sep, "/")
+        out.append((index, path[len(prefix):] if path.startswith(prefix) else path))
+    return out
+
+
+def _key(info_hashes):
+    return str(info_hashes.v2)
+
+
+def _endpoint(address, port):
+    return ("[%s]:%d" if ":" in address else "%s:%d") % (address, port)
+
+
+class Swarm(object):
+    """One libtorrent session in a closed swarm.
+
+    ``address`` is the only address the session listens on and connects from (port 0:
+    any free port, see ``port``). ``allowed``: the peer addresses it talks to; every
+    other address is refused both ways. ``ssl``: listen for TLS only, for SSL torrents.
+    ``upload_limit``: bytes/s each torrent may send, 0 for no limit (a limit of the
+    torrent holds for peers on the local network too, which the session's global
+    limits do not restrain). ``settings``: libtorrent settings to override.
+    """
+
+    def __init__(self, address, port=0, allowed=(), ssl=False, upload_limit=0, settings=None, listen_timeout=10.0):
+        _require_libtorrent()
+        self.address = _address(address)
+        self.ssl = bool(ssl)
+        self.allowed = frozenset(_address(a) for a in allowed)
+        self.messages = []
+        self._handles = {}      # key -> handle
+        self._fetching = {}     # key -> [(address, port)] for torrents being fetched
+        self._flushed = {}      # key -> whether libtorrent has written a finished torrent
+        self._cert = None
+        self._tmp = None
+        self.upload_limit = int(upload_limit)
+        self.port = None
+        pack = {
+            "listen_interfaces": _endpoint(self.address, port) + ("s" if self.ssl else ""),
+            "outgoing_interfaces": self.address,
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "dht_bootstrap_nodes": "",
+            # TCP only: one kind of socket to filter and to secure, and on a LAN
+            # uTP's delay-based congestion control only slows a bulk transfer down.
+            "enable_incoming_utp": False,
+            "enable_outgoing_utp": False,
+            # A port given is the port, or an error: never the next free one.
+            "max_retry_port_bind": 0,
+            "listen_system_port_fallback": False,
+            "alert_mask": (lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+                           | lt.alert.category_t.storage_notification | lt.alert.category_t.peer_notification
+                           | lt.alert.category_t.connect_notification
+                           | lt.alert.category_t.ip_block_notification),
+        }
+        pack.update(settings or {})
+        # flags=0: none of the default plugins (ut_pex, ut_metadata, smart_ban); peer
+        # exchange is also off per torrent and in any private torrent.
+        self._session = lt.session(pack, 0)
+        ip_filter = lt.ip_filter()
+        ip_filter.add_rule("0.0.0.0", "255.255.255.255", 1)
+        ip_filter.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1)
+        for peer in self.allowed:
+            ip_filter.add_rule(peer, peer, 0)
+        self._session.set_ip_filter(ip_filter)
+        self._wait_listening(listen_timeout)
+
+    def _wait_listening(self, timeout):
+        want = lt.socket_type_t.tcp_ssl if self.ssl else lt.socket_type_t.tcp
+        deadline = time.monotonic() + timeout
+        while self.port is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise SwarmError("libtorrent did not listen on %s within %.0f s" % (self.address, timeout))
+            self._session.wait_for_alert(int(left * 1000))
+            for a in self._session.pop_alerts():
+                if isinstance(a, lt.listen_failed_alert):
+                    text = "cannot listen on %s: %s" % (_endpoint(self.address, a.port), a.message())
+                    self.close()
+                    raise SwarmError(text)
+                if isinstance(a, lt.listen_succeeded_alert) and a.socket_type == want:
+                    self.port = a.port
+
+    def set_ssl_certificate(self, cert, key, dh=None):
+        """This node's certificate and private key (PEM files; the certificate signed
+        by the CA in the torrents), for SSL torrents, current and later ones. ``dh``:
+        a DH parameters file of at least 2048 bits, FFDHE2048_PEM when None."""
+        for path in (cert, key) + ((dh,) if dh else ()):
+            if not os.path.isfile(path):
+                raise SwarmError("SSL certificate file missing: %s" % path)
+        if dh is None:
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="indextts-swarm-")
+            dh = os.path.join(self._tmp, "ffdhe2048.pem")
+            with open(dh, "w") as f:
+                f.write(FFDHE2048_PEM)
+        self._cert = (cert, key, dh)
+        for handle in self._handles.values():
+            handle.set_ssl_certificate(cert, key, dh)
+
+    def seed(self, torrent, save_path):
+        """Seed ``torrent`` (bytes) from the files under ``save_path`` as they are (seed
+        mode: no check, no copy; a piece is hashed when first sent). Returns its key."""
+        return self._add(torrent, save_path, lt.torrent_flags.seed_mode)
+
+    def fetch(self, torrent, save_path, peers):
+        """Download ``torrent`` (bytes) into ``save_path`` from ``peers`` ((address,
+        port) pairs or ``address:port``). libtorrent first checks what is already
+        there: a file present with the right content costs no transfer, a wrong piece
+        is downloaded again and written in place (so a blob hard-linked into the
+        staging area from dest is repaired in dest too). When done the node seeds it
+        to the others. Returns its key."""
+        peers = [parse_peer(p) if isinstance(p, str) else (_address(p[0]), int(p[1])) for p in peers]
+        refused = sorted(set(a for a, _port in peers) - self.allowed)
+        if refused:
+            raise SwarmError("peers not on the allow-list: %s" % ", ".join(refused))
+        key = self._add(torrent, save_path, 0)
+        self._fetching[key] = peers
+        self.connect(peers, key)
+        return key
+
+    def _add(self, torrent, save_path, flags):
+        ti = lt.torrent_info(lt.bdecode(torrent))
+        key = _key(ti.info_hashes())
+        if key in self._handles:
+            raise SwarmError("torrent %s (%s) is already in this swarm" % (ti.name(), key))
+        if bool(ti.ssl_cert()) != self.ssl:
+            raise SwarmError("torrent %s is %san SSL torrent but the swarm on %s %s" % (
+                ti.name(), "" if ti.ssl_cert() else "not ", self.address,
+                "listens for TLS only" if self.ssl else "has no TLS listener"))
+        if self.ssl and not self._cert:
+            raise SwarmError("SSL torrent %s: set_ssl_certificate() first" % ti.name())
+        params = lt.add_torrent_params()
+        params.ti = ti
+        # Files map to save_path/<rel>, without the torrent's directory: the cache
+        # layout, whatever the torrent is named.
+        params.renamed_files = dict(_files(ti))
+        params.save_path = os.path.abspath(save_path)
+        params.upload_limit = self.upload_limit or -1
+        params.flags = (lt.torrent_flags.apply_ip_filter | lt.torrent_flags.disable_dht
+                        | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex | flags)
+        handle = self._session.add_torrent(params)
+        self._handles[key] = handle
+        if self._cert:
+            handle.set_ssl_certificate(*self._cert)
+        return key
+
+    def connect(self, peers, key=None):
+        """Connect to peers ((address, port) pairs) for one torrent or all of them. A
+        peer already connected is left as it is."""
+        for k, handle in self._handles.items():
+            if key is None or k == key:
+                for address, port in peers:
+                    handle.connect_peer((address, port))
+
+    def progress(self):
+        """Per torrent key: name, state, whether it is finished, bytes done and
+        wanted, payload bytes downloaded and uploaded in this session, payload
+        rates (bytes/s) and connected peers. Reads libtorrent's pending alerts first
+        (see wait() for the errors it raises; peer events go to ``messages``)."""
+        self._read_alerts()
+        out = {}
+        for key, handle in self._handles.items():
+            s = handle.status()
+            out[key] = {
+                "name": s.name,
+                "state": str(s.state),
+                "finished": bool(s.is_finished or s.is_seeding),
+                "fetching": key in self._fetching,
+                "total_done": s.total_done,
+                "total_wanted": s.total_wanted,
+                "downloaded": s.total_payload_download,
+                "uploaded": s.total_payload_upload,
+                "download_rate": s.download_payload_rate,
+                "upload_rate": s.upload_payload_rate,
+                "peers": s.num_peers,
+            }
+        return out
+
+    def wait(self, timeout, stall_seconds, on_progress=None, interval=1.0, reconnect_seconds=5.0):
+        """Wait until every torrent being fetched is complete and written (DONE), or
+        none made progress for ``stall_seconds`` (STALLED: the caller falls back to
+        rsync), or ``timeout`` seconds passed (TIMED_OUT). Checking existing files
+        counts as progress. ``on_progress(progress())`` is called every ``interval``
+        seconds; unconnected peers are retried every ``reconnect_seconds``. Raises
+        SwarmError on a storage, certificate or torrent error.
+
+        A torrent is finished once its last piece passed its hash check, which can
+        be before the disk thread wrote it: DONE waits for libtorrent to flush and
+        close the torrent's files (flush_cache, cache_flushed_alert), so the caller
+        reads what was downloaded. Not fsync'd: that is the caller's, before it
+        publishes.
+        """
+        start = last_change = last_connect = last_report = time.monotonic()
+        marker = None
+        while True:
+            progress = self.progress()
+            now = time.monotonic()
+            fetching = dict((k, p) for k, p in progress.items() if k in self._fetching)
+            finished = all(p["finished"] for p in fetching.values())
+            if on_progress and (now - last_report >= interval or finished):
+                last_report = now
+                on_progress(progress)
+            if finished:
+                for key in fetching:
+                    if key not in self._flushed:
+                        self._flushed[key] = False
+                        self._handles[key].flush_cache()
+                if all(self._flushed[key] for key in fetching):
+                    return DONE
+            current = tuple((p["total_done"], p["state"]) for p in fetching.values())
+            if current != marker:
+                marker, last_change = current, now
+            if now - last_change >= stall_seconds and not finished:
+                return STALLED
+            if now - start >= timeout:
+                return TIMED_OUT
+            if now - last_connect >= reconnect_seconds:
+                last_connect = now
+                for key, peers in self._fetching.items():
+                    if not progress[key]["finished"]:
+                        self.connect(peers, key)
+            self._session.wait_for_alert(int(interval * 1000))
+
+    def _read_alerts(self):
+        for a in self._session.pop_alerts():
+            text = "%s: %s" % (type(a).__name__, a.message())
+            if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                raise SwarmError("libtorrent failed in torrent %s: %s" % (a.torrent_name, text))
+            if isinstance(a, lt.torrent_need_cert_alert) and not self._cert:
+                raise SwarmError("%s (set_ssl_certificate)" % text)
+            if isinstance(a, lt.cache_flushed_alert):
+                key = _key(a.handle.info_hashes())
+                if key in self._flushed:
+                    self._flushed[key] = True
+            if isinstance(a, (lt.peer_error_alert, lt.peer_disconnected_alert, lt.peer_blocked_alert,
+                              lt.hash_failed_alert, lt.listen_failed_alert)):
+                self.messages.append(text)
+                del self.messages[:-MAX_MESSAGES]
+
+    def close(self):
+        """Leave the swarm: remove the torrents (the files stay) and end the session."""
+        if self._session is not None:
+            for handle in self._handles.values():
+                self._session.remove_torrent(handle)
+            self._handles.clear()
+            self._fetching.clear()
+            self._flushed.clear()
+            self._session.pause()
+            self._session = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
