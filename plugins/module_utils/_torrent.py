@@ -196,6 +196,17 @@ def make_torrent(root, files, name, piece_size=None, root_cert_pem=None):
     return lt.bencode(entry)
 
 
+def manifest(root, files):
+    """What a torrent does not carry and a synced cache must match: each file's size,
+    mtime (ns) and mode, {rel: [size, mtime_ns, mode]}. A node gives the files it
+    fetched these, so that the next rsync dry run finds them unchanged."""
+    out = {}
+    for rel in sorted(set(files)):
+        st = os.lstat(os.path.join(root, rel))
+        out[rel] = [st.st_size, st.st_mtime_ns, st.st_mode & 0o7777]
+    return out
+
+
 def torrent_files(torrent):
     """The relative paths of the files in a torrent's bytes (no pad files), in order."""
     _require_libtorrent()
@@ -319,23 +330,24 @@ class Swarm(object):
         mode: no check, no copy; a piece is hashed when first sent). Returns its key."""
         return self._add(torrent, save_path, lt.torrent_flags.seed_mode)
 
-    def fetch(self, torrent, save_path, peers):
+    def fetch(self, torrent, save_path, peers, skip=()):
         """Download ``torrent`` (bytes) into ``save_path`` from ``peers`` ((address,
         port) pairs or ``address:port``). libtorrent first checks what is already
         there: a file present with the right content costs no transfer, a wrong piece
         is downloaded again and written in place (so a blob hard-linked into the
         staging area from dest is repaired in dest too). When done the node seeds it
-        to the others. Returns its key."""
+        to the others. Files in ``skip`` (relative paths) are neither fetched nor
+        served (priority 0): a node that holds them under another name. Returns its key."""
         peers = [parse_peer(p) if isinstance(p, str) else (_address(p[0]), int(p[1])) for p in peers]
         refused = sorted(set(a for a, _port in peers) - self.allowed)
         if refused:
             raise SwarmError("peers not on the allow-list: %s" % ", ".join(refused))
-        key = self._add(torrent, save_path, 0)
+        key = self._add(torrent, save_path, 0, skip=skip)
         self._fetching[key] = peers
         self.connect(peers, key)
         return key
 
-    def _add(self, torrent, save_path, flags):
+    def _add(self, torrent, save_path, flags, skip=()):
         ti = lt.torrent_info(lt.bdecode(torrent))
         key = _key(ti.info_hashes())
         if key in self._handles:
@@ -350,7 +362,15 @@ class Swarm(object):
         params.ti = ti
         # Files map to save_path/<rel>, without the torrent's directory: the cache
         # layout, whatever the torrent is named.
-        params.renamed_files = dict(_files(ti))
+        files = _files(ti)
+        params.renamed_files = dict(files)
+        if skip:
+            skip = set(skip)
+            priorities = [4] * ti.num_files()
+            for index, rel in files:
+                if rel in skip:
+                    priorities[index] = 0
+            params.file_priorities = priorities
         params.save_path = os.path.abspath(save_path)
         params.upload_limit = self.upload_limit or -1
         params.flags = (lt.torrent_flags.apply_ip_filter | lt.torrent_flags.disable_dht
@@ -392,6 +412,13 @@ class Swarm(object):
                 "peers": s.num_peers,
             }
         return out
+
+    def seeds(self, key):
+        """Addresses of the connected peers of a torrent that have all of it (what
+        they want of it: a peer that skips files counts once it has the rest)."""
+        self._read_alerts()
+        handle = self._handles[key]
+        return set(p.ip[0] for p in handle.get_peer_info() if p.flags & (lt.peer_info.seed | lt.peer_info.upload_only))
 
     def wait(self, timeout, stall_seconds, on_progress=None, interval=1.0, reconnect_seconds=5.0):
         """Wait until every torrent being fetched is complete and written (DONE), or

@@ -190,8 +190,79 @@ options:
         timer, another play); V(0) fails at once when the lock is held.
     type: int
     default: 1800
+  transport:
+    description:
+      - How the content (blobs, checkpoints) moves. V(rsync) from O(src_host). V(p2p) from
+        a closed libtorrent swarm of golden and the other nodes (O(swarm)); files the
+        torrent does not hold, blobs seeded from an older revision (a few changed blocks
+        go by rsync's delta) and, when the swarm stalls or times out, everything, go by
+        rsync as before. The dry run, the plan, verification and publishing are the same
+        for both.
+    type: str
+    choices: [rsync, p2p]
+    default: rsync
+  swarm:
+    description:
+      - The swarm for O(transport=p2p). Nothing to fetch, no swarm is joined.
+    type: dict
+    suboptions:
+      torrent:
+        description:
+          - The v2 torrent of golden's cache, copied to this host (made on golden with
+            this collection's C(_torrent.make_torrent)).
+        type: path
+        required: true
+      manifest:
+        description:
+          - The sizes, mtimes and modes of the torrent's files (JSON), given to the
+            files fetched so the next dry run finds them unchanged. Default is
+            O(swarm.torrent) with C(.json) added.
+        type: path
+      address:
+        description: The address of this host that the swarm listens on and connects from.
+        type: str
+        required: true
+      port:
+        description: The TCP port the swarm listens on (for TLS when O(swarm.ssl_cert) is set).
+        type: int
+        default: 6881
+      peers:
+        description:
+          - "The other members as V(address:port) or V([IPv6]:port): golden and the other
+            nodes. Only these addresses are talked to, both ways."
+        type: list
+        elements: str
+        default: []
+      ssl_cert:
+        description:
+          - This host's certificate (PEM), signed by the deployment's CA that the torrent
+            carries; its subjectAltName names the torrent. Peers without such a
+            certificate are refused. With O(swarm.ssl_key).
+        type: path
+      ssl_key:
+        description: The private key of O(swarm.ssl_cert) (PEM).
+        type: path
+      timeout:
+        description: Seconds the whole swarm may take before rsync takes over; V(0) for no limit.
+        type: int
+        default: 3600
+      stall_timeout:
+        description: Seconds without progress after which the swarm counts as stalled and rsync takes over.
+        type: int
+        default: 60
+      linger:
+        description:
+          - Seconds this host keeps seeding after it is done, at most, for peers that
+            still fetch; it leaves earlier when every peer has the torrent.
+        type: int
+        default: 30
+      upload_limit:
+        description: Bytes per second this host sends to the swarm, V(0) for no limit.
+        type: int
+        default: 0
 requirements:
   - rsync 3.1 or later on this host and on the source host
+  - for O(transport=p2p), libtorrent 2.0's Python bindings on this host (Debian's C(python3-libtorrent))
 notes:
   - The dry run, the first content run and the snapshot and ref stages share one SSH
     connection (a control socket in a private temporary directory, closed when the
@@ -241,6 +312,42 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+swarm:
+  description:
+    - What the swarm did (O(transport=p2p)); V(null) when there was nothing to fetch.
+  returned: when O(transport=p2p)
+  type: dict
+  contains:
+    outcome:
+      description: V(done), V(stalled) or V(timed out).
+      type: str
+    files:
+      description: Files asked of the swarm.
+      type: int
+    bytes_wanted:
+      description: Their size.
+      type: int
+    downloaded:
+      description: Payload bytes downloaded from peers.
+      type: int
+    uploaded:
+      description: Payload bytes this host sent to peers.
+      type: int
+    rate:
+      description: Bytes per second downloaded, over the swarm's time.
+      type: int
+    seconds:
+      description: Time from joining the swarm to having every file.
+      type: float
+    peers:
+      description: The peers given.
+      type: list
+      elements: str
+    fallback:
+      description: Why rsync fetched the content instead, or V(null).
+      type: str
+  sample: {outcome: done, files: 12, bytes_wanted: 268435456, downloaded: 268435456, uploaded: 201326592,
+           rate: 25165824, seconds: 10.7, peers: ["10.10.0.1:6881", "10.10.0.12:6881"], fallback: null}
 changed_files:
   description: Paths (relative to O(dest)) that changed, in rsync's order, at most 200.
   returned: always
@@ -373,8 +480,23 @@ def main():
             dir_times=dict(type="bool", default=True),
             link_dest=dict(type="list", elements="path"),
             lock_timeout=dict(type="int", default=1800),
+            transport=dict(type="str", choices=["rsync", "p2p"], default="rsync"),
+            swarm=dict(type="dict", options=dict(
+                torrent=dict(type="path", required=True),
+                manifest=dict(type="path"),
+                address=dict(type="str", required=True),
+                port=dict(type="int", default=6881),
+                peers=dict(type="list", elements="str", default=[]),
+                ssl_cert=dict(type="path"),
+                ssl_key=dict(type="path"),
+                timeout=dict(type="int", default=3600),
+                stall_timeout=dict(type="int", default=60),
+                linger=dict(type="int", default=30),
+                upload_limit=dict(type="int", default=0),
+            ), required_together=[("ssl_cert", "ssl_key")]),
         ),
         required_by=dict(src_user="src_host", ssh_key="src_host", known_hosts="src_host"),
+        required_if=[("transport", "p2p", ("swarm",))],
         supports_check_mode=True,
     )
     module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}

@@ -9,21 +9,24 @@ from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import guards, plan, publish, verify
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.seed import seed
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import PARTIAL_DIR, StateDir
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport, swarm_problem
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport
+
+TRANSPORTS = {"rsync": RsyncTransport, "p2p": SwarmTransport}
 
 CHANGED_FILES_LIMIT = 200
 STAT_KEYS = ("files_transferred", "bytes_transferred", "literal_bytes", "matched_bytes")
 
 
 class ModelCacheSync(object):
-    def __init__(self, module, transport=RsyncTransport):
+    def __init__(self, module):
         self.module = module
         self.params = module.params
         self.dest = self.params["dest"].rstrip("/") or "/"
         self.check_mode = module.check_mode
         self.wrote = False  # once True, a failure still reports changed
         self.state = StateDir(self.dest, self.params["owner"], self.params["group"], self.fail, module.warn)
-        self.transport = transport(module, self.state, self.fail, self.figures)
+        self.transport = TRANSPORTS[self.params["transport"]](module, self.state, self.fail, self.figures)
         self.record = verify.VerifiedRecord(self.dest, self.state.record, self.state.own)
         self.filters = []
         self.planned = []  # the dry run's changes
@@ -55,6 +58,8 @@ class ModelCacheSync(object):
     # -- inspect: the inputs, dest's lock, what earlier runs left --------------------------
     def inspect(self):
         why = guards.problem(self.params, self.dest, os.geteuid() == 0)
+        if not why and self.params["transport"] == "p2p":
+            why = swarm_problem(self.params["swarm"])
         if why:
             self.fail(why)
         if self.params["src_host"] and not self.params["host_key_checking"]:
@@ -146,10 +151,8 @@ class ModelCacheSync(object):
         scope = "none" if self.params["verify"] == "none" else "new"
         self.hasher = verify.BlobHasher(self.dest, verify.blobs_to_verify(
             self.dest, self.planned + [{"path": p, "type": "file"} for p in extra], scope, self.seeds)).start()
-        runs, self.deleting = plan.content_runs(self.planned, extra, self.transport.streams,
-                                                walk_first=bool(self.params["link_dest"]))
         self.wrote = True
-        self.collect(self.transport.fetch_content(runs, self.filters, self.seeds))
+        self.collect(self.transport.fetch_content(self.planned, extra, self.filters, self.seeds))
 
     def collect(self, moved):
         """Add the transport's (changes, stats) of some runs to what this run changed."""
@@ -198,7 +201,7 @@ class ModelCacheSync(object):
                           source_moved=True, unresolved=unresolved)
             for stage in publish.ORDER:
                 self.collect([self.transport.publish(stage)])
-        if self.deleting:
+        if any(c["type"] == "deleted" for c in self.planned):
             self.collect([self.transport.delete_missing(self.filters)])
 
     # -- report ----------------------------------------------------------------------------
@@ -217,7 +220,7 @@ class ModelCacheSync(object):
         stats.update(elapsed=round(t.elapsed, 3), runs=t.runs)
         paths = [c["path"] for c in changes]
         result.update(stats=stats, changed_files=paths[:CHANGED_FILES_LIMIT], changed_files_count=len(paths),
-                      attempts=t.attempts)
+                      attempts=t.attempts, **t.report())
         if self.module._diff:
             result["diff"] = {"before_header": self.dest, "after_header": self.dest,
                               "prepared": "".join("%s %s\n" % (c["item"], c["path"]) for c in changes)}

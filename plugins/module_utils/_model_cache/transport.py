@@ -10,13 +10,15 @@ It is the one replaceable part of the sync. The other phases call only:
   dry_run(filters)             (changes, stats): what a run would change
   fetch_plan(filters, into)    the plan: src's snapshot links and refs that differ from
                                dest, read once into ``into``
-  fetch_content(runs, filters, seeds)
-                               the content runs (see plan.content_runs), each (changes, stats)
+  fetch_content(changes, extra, filters, seeds)
+                               the content of the planned changes and of ``extra`` paths,
+                               as a list of (changes, stats)
   publish(stage)               the plan's snapshots or refs into dest, on this host
   delete_missing(filters)      remove what src no longer has
   close_stale() / close()      leftovers of dead runs / this run's connections
 
-and read ``runs``, ``attempts`` and ``elapsed`` for the report."""
+and read ``runs``, ``attempts``, ``elapsed`` and report() for the report. The
+peer-to-peer transport (swarm.py) is this one with another fetch_content."""
 
 import os
 import re
@@ -96,9 +98,13 @@ class RsyncTransport(object):
                        "planning snapshots and refs (read once from src)")
         return [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
 
-    def fetch_content(self, runs, filters, seeds):
-        """The content runs at once; ``seeds``: the state dir holds seeds this run's
-        new blobs take as their delta basis."""
+    def fetch_content(self, changes, extra, filters, seeds):
+        """The content of the planned changes (and ``extra`` paths) in parallel runs
+        (plan.content_runs); ``seeds``: the state dir holds seeds this run's new blobs
+        take as their delta basis."""
+        # With link_dest the dry run does not list what rsync will hard-link from the
+        # basis, so the run that may create such files walks the tree.
+        runs, _deleting = plan.content_runs(changes, extra, self.streams, walk_first=bool(self.params["link_dest"]))
         self.seeded = bool(seeds)
         block_size = SEEDED_BLOCK_SIZE if seeds else None
         jobs = []
@@ -113,6 +119,10 @@ class RsyncTransport(object):
                 argv = self.argv(stage="content", files_from=True, block_size=block_size, shared=i == 0)
             jobs.append((argv, what, paths))
         return [parsed(out) for out in self.run_many(jobs)] if jobs else []
+
+    def report(self):
+        """What the result says of this transport beyond runs and attempts."""
+        return {}
 
     def publish(self, stage):
         return parsed(self.run(self.argv(stage=stage, publish=True), "publishing the planned %s" % stage))

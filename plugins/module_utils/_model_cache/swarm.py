@@ -1,0 +1,206 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) indextts.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The peer-to-peer transport: the content from a libtorrent swarm, the rest by rsync.
+
+Golden seeds a v2 torrent of its cache's regular files (the blobs and checkpoints; see
+_torrent) and writes a manifest of their sizes, mtimes and modes beside it. A node
+plans, stages the plan's snapshot links and refs, verifies and publishes exactly as
+with rsync (the same calls of RsyncTransport); only the content it lacks moves
+differently:
+
+  - by the swarm: the planned files the torrent holds, downloaded into the state
+    dir's swarm/ (on dest's filesystem), then hard-linked under their final names with
+    the manifest's mtime and mode, and the cache's owner;
+  - by rsync: the planned files the torrent does not hold (a revision newer than the
+    torrent), and the blobs seeded from an older revision: a change confined to a few
+    blocks goes by rsync's delta, which BitTorrent cannot do;
+  - by rsync as well, everything, when the swarm stalls or times out: said in a
+    warning and in the result (``swarm.fallback``).
+
+A node that finished keeps seeding until every listed peer has the torrent, or the
+peers it is connected to all do for a few seconds, or ``linger`` seconds passed: the
+swarm is gone when the last node is done. Nothing to fetch: no swarm at all.
+"""
+
+import json
+import os
+import time
+
+from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import remove_tree
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport
+
+SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
+SETTLED_SECONDS = 3  # every connected peer a seed for this long: nobody needs this node
+
+
+def swarm_problem(s):
+    """The first thing wrong with the ``swarm`` option (transport=p2p), in words, or None."""
+    if not _torrent.HAS_LIBTORRENT:
+        return ("transport=p2p needs libtorrent's Python bindings on this host: install python3-libtorrent "
+                "(Debian), or pip install libtorrent into the interpreter that runs the module")
+    for name in ("torrent", "manifest", "ssl_cert", "ssl_key"):
+        if s.get(name) and not os.path.isabs(s[name]):
+            return "swarm.%s must be an absolute path, got %r" % (name, s[name])
+    for name in ("torrent", "manifest", "ssl_cert", "ssl_key"):
+        path = s.get(name) or (s["torrent"] + ".json" if name == "manifest" else None)
+        if path and not os.path.isfile(path):
+            return "swarm.%s %s does not exist on this host; copy it from golden first" % (name, path)
+    if bool(s.get("ssl_cert")) != bool(s.get("ssl_key")):
+        return "swarm.ssl_cert and swarm.ssl_key go together: give both (this node's certificate and key) or neither"
+    try:
+        _torrent.parse_peer("%s:1" % (s["address"] if ":" not in s["address"] else "[%s]" % s["address"]))
+    except ValueError:
+        return "swarm.address %r is not an IP address of this host; give the storage network's address" % s["address"]
+    for peer in s.get("peers") or []:
+        try:
+            _torrent.parse_peer(peer)
+        except ValueError as e:
+            return "swarm.peers entry %r: %s" % (peer, e)
+    if not 1 <= s["port"] <= 65535:
+        return "swarm.port must be a TCP port from 1 to 65535, got %d" % s["port"]
+    for name in ("timeout", "stall_timeout", "linger", "upload_limit"):
+        if s[name] < 0:
+            return "swarm.%s must be 0 or more, got %d" % (name, s[name])
+    return None
+
+
+class SwarmTransport(RsyncTransport):
+    name = "p2p"
+
+    def __init__(self, module, state, fail, figures):
+        super(SwarmTransport, self).__init__(module, state, fail, figures)
+        self.swarm = module.params["swarm"]
+        self.staging = os.path.join(state.path, SWARM_DIR)
+        self.outcome = None  # what report() says of the swarm; None: there was none
+
+    def fetch_content(self, changes, extra, filters, seeds):
+        files = [c for c in changes if c["type"] == "file" and plan.stage_of(c) == "content"]
+        with open(self.swarm["torrent"], "rb") as f:
+            torrent = f.read()
+        held = set(_torrent.torrent_files(torrent))
+        wanted = [c for c in files if c["path"] in held and c["path"] not in seeds]
+        wanted += [{"path": p, "type": "file", "item": ">f+++++++++", "size": 0}
+                   for p in extra if p in held and p not in seeds]
+        moved = []
+        if wanted:
+            fetched = self.fetch_by_swarm(torrent, wanted)
+            if fetched is not None:
+                moved.append(fetched)
+                done = set(c["path"] for c in wanted)
+                changes = [c for c in changes if c["path"] not in done]
+                extra = [p for p in extra if p not in done]
+        if changes or extra:
+            # What the torrent does not hold, the seeded blobs, and the directories'
+            # modes and times (the swarm made them, rsync stamps them as on src).
+            moved += super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds)
+        return moved
+
+    def fetch_by_swarm(self, torrent, wanted):
+        """Fetch ``wanted`` (changes) from the swarm and land them under their final
+        names; (changes, stats), or None when the swarm failed (rsync takes over)."""
+        s = self.swarm
+        manifest_path = s["manifest"] or s["torrent"] + ".json"
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        paths = set(c["path"] for c in wanted)
+        missing = sorted(p for p in paths if p not in manifest)
+        if missing:
+            self.fail("the swarm's manifest %s does not list %s, which its torrent holds; make the torrent and "
+                      "its manifest again on golden" % (manifest_path, ", ".join(missing[:5])))
+        peers = [_torrent.parse_peer(p) for p in s["peers"] or []]
+        started = time.monotonic()
+        self.outcome = {"files": len(paths), "bytes_wanted": sum(manifest[p][0] for p in paths),
+                        "peers": ["%s:%d" % p for p in peers], "fallback": None}
+        self.state.makedirs(self.staging, 0o700)
+        try:
+            with _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers],
+                                ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"]) as swarm:
+                if s["ssl_cert"]:
+                    swarm.set_ssl_certificate(s["ssl_cert"], s["ssl_key"])
+                skip = [rel for rel in _torrent.torrent_files(torrent) if rel not in paths]
+                key = swarm.fetch(torrent, self.staging, peers, skip=skip)
+                samples = []
+                outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"],
+                                     on_progress=lambda p: samples.append((time.monotonic(), p[key])))
+                progress = swarm.progress()[key]
+                self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
+                                    seconds=round(time.monotonic() - started, 3))
+                if outcome != _torrent.DONE:
+                    self.fall_back("the swarm %s after %.0f s with %d of %d bytes (peers: %s; last events: %s)" % (
+                        "stalled" if outcome == _torrent.STALLED else "timed out", time.monotonic() - started,
+                        progress["total_done"], progress["total_wanted"], ", ".join(self.outcome["peers"]) or "none",
+                        "; ".join(swarm.messages[-3:]) or "none"))
+                    return None
+                landed = self.land(wanted, manifest)
+                self.linger(swarm, key, peers)
+                progress = swarm.progress()[key]
+                self.outcome.update(uploaded=progress["uploaded"], rate=round(
+                    self.outcome["downloaded"] / max(self.outcome["seconds"], 0.001)))
+        except _torrent.SwarmError as e:
+            self.fall_back("the swarm failed: %s" % e)
+            return None
+        finally:
+            remove_tree(self.staging)
+            self.elapsed += time.monotonic() - started
+            self.runs.append({"run": "swarm (content)", "seconds": round(time.monotonic() - started, 3)})
+        return landed, {"files_transferred": len(landed), "bytes_received": self.outcome["downloaded"],
+                        "literal_bytes": self.outcome["downloaded"]}
+
+    def fall_back(self, why):
+        self.outcome["fallback"] = why
+        self.module.warn("%s; fetching the content with rsync from %s instead" % (why, self.host or self.src))
+
+    def land(self, wanted, manifest):
+        """The downloaded files under their final names in dest (hard links, the
+        staging copy goes with the swarm), with the manifest's mtime and mode, owned
+        as the cache; a file the plan replaces is replaced atomically."""
+        landed = []
+        for c in wanted:
+            rel = c["path"]
+            staged = os.path.join(self.staging, rel)
+            size, mtime_ns, mode = manifest[rel]
+            fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+                if os.fstat(fd).st_size != size:
+                    self.fail("the swarm delivered %s with %d bytes, the manifest says %d; make the torrent and its "
+                              "manifest again on golden" % (rel, os.fstat(fd).st_size, size))
+            finally:
+                os.close(fd)
+            os.chmod(staged, mode)
+            os.utime(staged, ns=(mtime_ns, mtime_ns))
+            self.state.own(staged)
+            final = os.path.join(self.dest, rel)
+            self.state.makedirs(os.path.dirname(final), 0o755)
+            temporary = os.path.join(os.path.dirname(final), ".%s.swarm" % os.path.basename(final))
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.link(staged, temporary)
+            os.replace(temporary, final)
+            landed.append(dict(c, size=size))
+        return landed
+
+    def linger(self, swarm, key, peers):
+        """Seed on until every listed peer has the torrent, or every connected peer
+        has for SETTLED_SECONDS, or ``linger`` seconds passed."""
+        addresses = set(a for a, _port in peers)
+        deadline = time.monotonic() + self.swarm["linger"]
+        settled_since = None
+        while time.monotonic() < deadline:
+            seeds = swarm.seeds(key)
+            if addresses <= seeds:
+                return
+            connected = swarm.progress()[key]["peers"]
+            if connected and len(seeds) >= connected:
+                settled_since = settled_since or time.monotonic()
+                if time.monotonic() - settled_since >= SETTLED_SECONDS:
+                    return
+            else:
+                settled_since = None
+            time.sleep(0.5)
+
+    def report(self):
+        return {"swarm": self.outcome}
