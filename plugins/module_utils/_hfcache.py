@@ -9,6 +9,7 @@ git's sha1 for small ones), ``snapshots/<commit>/<path>`` (relative symlinks to
 blobs) and ``refs/<branch>`` (a commit hash). Readers follow ref -> snapshot -> blob.
 """
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -43,6 +44,9 @@ def is_repo_dir(name):
     return bool(REPO_DIR_RE.match(name))
 
 
+# A sync plans tens of thousands of paths and asks about each several times (its
+# stage, its snapshot, its link's blob): the pure path functions remember answers.
+@functools.lru_cache(maxsize=1 << 17)
 def split_repo_path(path):
     """Split a path relative to a cache root at its repo directory.
 
@@ -57,6 +61,7 @@ def split_repo_path(path):
     return None
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def snapshot_file(path):
     """(repo, commit, file path inside the snapshot) for a snapshot entry, else None."""
     split = split_repo_path(path)
@@ -66,6 +71,7 @@ def snapshot_file(path):
     return split[0], commit, rel
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def link_target_path(link_path, target):
     """Where a relative symlink at ``link_path`` points, relative to the same root;
     None for absolute targets or targets leaving the root."""
@@ -121,6 +127,10 @@ def index_snapshots(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
             rel_dir = ""
+        if not rel_dir:
+            # huggingface_hub's lock files, and model_cache_sync's state (its plan holds
+            # snapshot links of the source, not of this cache)
+            dirnames[:] = [d for d in dirnames if d != ".locks"]
         split = split_repo_path(rel_dir) if rel_dir else None
         if split and split[1] == "blobs":
             dirnames[:] = []

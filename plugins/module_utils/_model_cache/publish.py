@@ -6,9 +6,15 @@
 The plan was read once from src into the state dir (the transport's fetch_plan);
 what is published is exactly that, never a second look at the live src. Before
 anything is published, the plan is checked against dest: a source that moved on in a
-way the plan cannot complete publishes nothing of it."""
+way the plan cannot complete publishes nothing of it.
+
+The plan lies on dest's filesystem, with the owner, modes and times the transport gave
+it, so publishing is renaming: a snapshot dest does not have comes over whole in one
+rename, a ref replaces the old one atomically, and the directories whose entries
+changed get back the times they have on src."""
 
 import os
+import time
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
 
@@ -45,3 +51,38 @@ def read_links(plan_dir, staged):
         if c["type"] == "symlink":
             c["target"] = os.readlink(os.path.join(plan_dir, c["path"]))
     return staged
+
+
+def dir_times(plan_dir):
+    """The times of the plan's directories (src's), {rel: (atime_ns, mtime_ns)}: read
+    before publishing, which changes them by renaming entries out."""
+    times = {}
+    for dirpath, _dirnames, _filenames in os.walk(plan_dir):
+        st = os.lstat(dirpath)
+        rel = os.path.relpath(dirpath, plan_dir)
+        times["" if rel == "." else rel] = (st.st_atime_ns, st.st_mtime_ns)
+    return times
+
+
+def move(dest, plan_dir, entries, times=None):
+    """Rename the plan's ``entries`` (changes of one stage) into dest: for each, the
+    highest directory of its path that dest lacks, or the entry itself. Directories
+    that gained or changed entries get their ``times`` (dir_times(), src's), so the
+    next dry run finds nothing to do; None leaves them. Returns the entries moved and
+    the seconds taken."""
+    started = time.monotonic()
+    tops = []
+    for c in sorted(entries, key=lambda c: c["path"]):
+        parts = c["path"].rstrip("/").split("/")
+        top = next(("/".join(parts[:i]) for i in range(1, len(parts))
+                    if not os.path.lexists(os.path.join(dest, *parts[:i]))), "/".join(parts))
+        if not tops or tops[-1] != top:
+            tops.append(top)
+    for top in tops:
+        source = os.path.join(plan_dir, top)
+        if os.path.lexists(source):
+            os.rename(source, os.path.join(dest, top))
+    for parent in sorted(set(os.path.dirname(top) for top in tops)):
+        if times and parent in times:
+            os.utime(os.path.join(dest, parent), ns=times[parent], follow_symlinks=False)
+    return [c for c in entries if c["type"] != "dir"], time.monotonic() - started

@@ -199,8 +199,12 @@ class ModelCacheSync(object):
                           "link or ref of the plan was published, so readers of dest still see its earlier, "
                           "consistent state; rerun to sync src as it is now." % (self.where, "; ".join(unresolved[:10])),
                           source_moved=True, unresolved=unresolved)
+            times = publish.dir_times(self.state.plan) if self.params["dir_times"] else None
             for stage in publish.ORDER:
-                self.collect([self.transport.publish(stage)])
+                entries = [c for c in self.staged if plan.stage_of(c) == stage]
+                moved, seconds = publish.move(self.dest, self.state.plan, entries, times)
+                self.transport.runs.append({"run": "publishing the planned %s" % stage, "seconds": round(seconds, 3)})
+                self.collect([(moved, {"files_transferred": sum(1 for c in moved if c["type"] == "file")})])
         if any(c["type"] == "deleted" for c in self.planned):
             self.collect([self.transport.delete_missing(self.filters)])
 

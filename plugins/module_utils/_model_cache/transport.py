@@ -13,7 +13,6 @@ It is the one replaceable part of the sync. The other phases call only:
   fetch_content(changes, extra, filters, seeds)
                                the content of the planned changes and of ``extra`` paths,
                                as a list of (changes, stats)
-  publish(stage)               the plan's snapshots or refs into dest, on this host
   delete_missing(filters)      remove what src no longer has
   close_stale() / close()      leftovers of dead runs / this run's connections
 
@@ -124,9 +123,6 @@ class RsyncTransport(object):
         """What the result says of this transport beyond runs and attempts."""
         return {}
 
-    def publish(self, stage):
-        return parsed(self.run(self.argv(stage=stage, publish=True), "publishing the planned %s" % stage))
-
     def delete_missing(self, filters):
         return parsed(self.run(self.argv(stage="all", filters=filters, delete_only=True),
                                "sync (deleting what src no longer has)"))
@@ -154,17 +150,16 @@ class RsyncTransport(object):
         return os.path.join(self.control_dir, "ssh")
 
     def argv(self, stage="all", dry_run=False, filters=None, list_only=False, files_from=False,
-             block_size=None, exclude=(), shared=True, into=None, publish=False, delete_only=False):
+             block_size=None, exclude=(), shared=True, into=None, delete_only=False):
         """rsync's argv for one stage of the sync, its dry run, or a listing of src.
 
         ``exclude``: filter rules for paths another parallel run moves. ``shared``:
         over the shared SSH connection (see control_path). ``into``: a directory to
         receive only what differs from dest (the plan's metadata), instead of dest.
-        ``publish``: from that plan to dest, on this host. ``delete_only``: remove what
-        src no longer has, create or update nothing."""
+        ``delete_only``: remove what src no longer has, create or update nothing."""
         p = self.params
         remote_shell = None
-        if self.host and not publish:
+        if self.host:
             remote_shell = _rsync.ssh_command(
                 port=p["ssh_port"], key=p["ssh_key"], known_hosts=p["known_hosts"],
                 host_key_checking=p["host_key_checking"],
@@ -179,11 +174,11 @@ class RsyncTransport(object):
         rules = ["- %s/" % PARTIAL_DIR, "- /%s" % os.path.dirname(STATE_DIR)] + list(exclude) + list(filters or [])
         if not files_from:
             rules += hf.visibility_filters(stage)
-        source = self.state.plan + "/" if publish else _rsync.source_spec(self.src, self.host, p["src_user"])
+        source = _rsync.source_spec(self.src, self.host, p["src_user"])
         if list_only:
             return _rsync.build_argv(self.rsync, source, filters=rules, remote_shell=remote_shell,
                                      timeout=p["timeout"], preserve_owner=False)
-        moves_data = not (dry_run or publish or delete_only or stage in hf.METADATA_STAGES)
+        moves_data = not (dry_run or delete_only or stage in hf.METADATA_STAGES)
         return _rsync.build_argv(
             self.rsync, source, into or self.dest,
             dry_run=dry_run, delete=p["delete"] and stage == "all" and not files_from, filters=rules,
@@ -193,7 +188,7 @@ class RsyncTransport(object):
             partial_dir=PARTIAL_DIR if moves_data else None,
             remote_shell=remote_shell, block_size=block_size, compare_dest=self.dest if into else None,
             delete_only=delete_only, timeout=p["timeout"],
-            compress=p["compress"] and not publish, bwlimit=None if publish else p["bwlimit"], chown=chown,
+            compress=p["compress"], bwlimit=p["bwlimit"], chown=chown,
             preserve_owner=self.is_root, files_from=files_from, dir_times=p["dir_times"],
             # Seeds are the basis of the new blobs' delta transfer, from outside the blobs dirs.
             link_dest=list(p["link_dest"] or ()) + ([self.state.seeds]

@@ -123,3 +123,15 @@ def test_models_filters_keep_named_repos_and_plain_files(cache, tmp_path):
     repos = {p.split("/")[1] for p in found if p.startswith("hf_cache/") and "/" in p}
     assert repos == {"models--funasr--campplus"}
     assert "checkpoints/config.yaml" in found
+
+
+def test_index_snapshots_leaves_out_what_lies_under_locks(tmp_path):
+    """model_cache_sync's plan (src's snapshot links, in .locks/indextts-sync/plan) is
+    not this cache's: the index reads the cache's own snapshots only, and does not walk
+    the plan (tens of thousands of links on a large first sync)."""
+    make_cache(tmp_path / "cache", "--weights-mb", "1", "--small-files", "0")
+    plan = tmp_path / "cache" / ".locks" / "indextts-sync" / "plan"
+    make_cache(plan, "--weights-mb", "1", "--small-files", "0", "--seed", "7")
+    own = hf.index_snapshots(str(tmp_path / "cache"))
+    assert own and not any(repo.startswith(".locks") for repo in own)
+    assert all(not blob.startswith(".locks") for files in own.values() for blob in files.values())

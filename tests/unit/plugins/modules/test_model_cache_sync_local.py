@@ -17,7 +17,7 @@ from ansible.module_utils import basic
 from huggingface_hub import scan_cache_dir, snapshot_download
 
 from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, state, verify
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, publish, state, verify
 
 from harness import run_real
 
@@ -61,9 +61,11 @@ def sync(src, dest, check_mode=False, **params):
 
 def sync_observing(src, dest, probe, **params):
     """sync() with the real rsync, calling probe(argv) after each run that transfers
-    (not the dry run); returns (result, failed, what probe returned each time)."""
+    (not the dry run) and probe(None) after each publishing step (renames from the
+    plan); returns (result, failed, what probe returned each time)."""
     seen = []
     real_run = basic.AnsibleModule.run_command
+    real_move = publish.move
 
     def observe(module, args, **kwargs):
         out = real_run(module, args, **kwargs)
@@ -71,7 +73,13 @@ def sync_observing(src, dest, probe, **params):
             seen.append(probe(args))
         return out
 
-    with mock.patch.object(basic.AnsibleModule, "run_command", observe):
+    def observe_move(*args, **kwargs):
+        out = real_move(*args, **kwargs)
+        seen.append(probe(None))
+        return out
+
+    with mock.patch.object(basic.AnsibleModule, "run_command", observe), \
+            mock.patch.object(publish, "move", observe_move):
         result, failed = sync(src, dest, **params)
     return result, failed, seen
 
@@ -269,7 +277,7 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
 
     def probe(argv):
         found = tree(dest)
-        return ("--recursive" in argv,
+        return (argv is None or "--recursive" in argv,
                 any("/blobs/" in p for p in found),
                 any("/snapshots/" in p for p in found),
                 any(p.endswith("/refs/main") for p in found))
@@ -277,7 +285,7 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
     result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
     # The plan walks src's metadata once; content walks (over the limit); the plan's
-    # snapshots, then its refs, are published from the state dir (a local walk).
+    # snapshots, then its refs, are published from the state dir (renames).
     assert seen == [(True, False, False, False), (True, True, False, False), (True, True, True, False),
                     (True, True, True, True)]
     assert_hub_reads_offline(str(dest / "hf_cache"))
@@ -291,13 +299,13 @@ def test_parallel_runs_share_out_large_files_and_move_each_file_once(tmp_path):
     dest = tmp_path / "dest"
 
     def probe(argv):
-        return argv.count("--files-from=-")
+        return argv.count("--files-from=-") if argv else None
 
     result, failed, seen = sync_observing(src, dest, probe, streams=3)
     assert not failed, result
     # the plan walks src's metadata; three content runs each send their list of paths;
-    # snapshots and refs are published from the plan (a local walk)
-    assert seen == [0, 1, 1, 1, 0, 0]
+    # snapshots and refs are published from the plan (renames, no rsync)
+    assert seen == [0, 1, 1, 1, None, None]
     content = sorted(r["run"] for r in result["stats"]["runs"] if "content" in r["run"])
     assert content == ["sync (content stage, run %d of 3)" % i for i in (1, 2, 3)]
     regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
