@@ -382,6 +382,11 @@ stats:
     elapsed:
       description: Seconds spent in rsync, the dry run included (wall time; parallel runs count once).
       type: float
+    verify_seconds:
+      description:
+        - Seconds spent hashing blobs after the transfer (what the hasher could not take
+          while rsync wrote them, and blobs never verified before).
+      type: float
     runs:
       description: Each rsync run (dry run, stages and their parallel runs, retries) and its seconds.
       type: list

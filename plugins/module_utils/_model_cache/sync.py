@@ -4,6 +4,7 @@
 """One run of model_cache_sync, phase by phase (see run())."""
 
 import os
+import time
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as hf
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import guards, plan, publish, verify
@@ -33,6 +34,7 @@ class ModelCacheSync(object):
         self.staged = None  # the plan's snapshot links and refs, once read from src
         self.seeds = {}  # new blob -> its seed in the state dir
         self.hasher = None
+        self.verify_seconds = 0.0
         self.changes = []  # what the run changed, as the transport itemized it
         self.totals = dict.fromkeys(STAT_KEYS, 0)
         self.result = {"changed": False, "seeded_blobs": [], "verified_blobs": 0, "leftovers": [],
@@ -172,6 +174,7 @@ class ModelCacheSync(object):
         """The blobs that landed, those seeded, and those the planned snapshot links
         point at that never matched their names here (landed by a run killed before it
         verified them, say), against their names, before any link or ref points at them."""
+        started = time.monotonic()
         self.hasher.stop()
         self.state.remove_seeds()
         blobs = verify.blobs_to_verify(self.dest, self.changes, self.params["verify"], self.seeds)
@@ -188,6 +191,7 @@ class ModelCacheSync(object):
                 % (len(bad), self.dest, ", ".join(bad[:10]), self.state.rejected), corrupt_blobs=bad)
         self.record.save(blobs)
         self.result["verified_blobs"] = len(blobs)
+        self.verify_seconds = time.monotonic() - started
 
     # -- publish: the plan's snapshots then refs; then what src no longer has --------------
     def publish(self):
@@ -221,7 +225,7 @@ class ModelCacheSync(object):
             changes = self.changes
             stats.update(self.totals, bytes_transferred=planned_bytes + self.totals["bytes_transferred"])
             result["changed"] = bool(changes)
-        stats.update(elapsed=round(t.elapsed, 3), runs=t.runs)
+        stats.update(elapsed=round(t.elapsed, 3), runs=t.runs, verify_seconds=round(self.verify_seconds, 3))
         paths = [c["path"] for c in changes]
         result.update(stats=stats, changed_files=paths[:CHANGED_FILES_LIMIT], changed_files_count=len(paths),
                       attempts=t.attempts, **t.report())
