@@ -78,6 +78,18 @@ ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 # Peer messages kept for the caller (the newest ones).
 MAX_MESSAGES = 200
 
+# libtorrent's errors::upload_upload_connection (the same value in 2.0 and 2.1): this
+# session closed a connection because both ends have all they want. A seeder closes
+# a peer with it the moment the peer has the whole torrent, so the alert is the one
+# trace of a peer that finished and left at once.
+UPLOAD_UPLOAD_CONNECTION = 37
+# A peer connected this long that never wanted a piece of a node that has all it
+# wants needs nothing from it (interest follows the bitfields within a round trip);
+# and a node judges its peers' interest this long after it has all it wants.
+SETTLE_SECONDS = 1.0
+# How often wait() looks at the peers at least (see satisfied()).
+OBSERVE_SECONDS = 0.2
+
 
 class SwarmError(Exception):
     """A failure of the swarm itself (listen, storage, certificate), in words."""
@@ -100,12 +112,14 @@ def in_torrent(rel):
     return True
 
 
-def regular_files(root):
+def regular_files(root, onerror=None):
     """The files of the cache at ``root`` that go into the torrent: regular files (no
     symlinks, so no snapshot links; links to directories are not followed) that
-    in_torrent() accepts. Sorted relative paths with ``/`` separators."""
+    in_torrent() accepts. Sorted relative paths with ``/`` separators. ``onerror``:
+    called with the OSError of a directory that cannot be listed (os.walk's; by
+    default such a directory is left out)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir
         dirnames[:] = sorted(d for d in dirnames if in_torrent(posixpath.join(rel_dir, d, "x")))
@@ -133,6 +147,11 @@ def parse_peer(text):
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("not a peer address (address:port, [IPv6]:port): %r" % text)
     return _address(host), int(port)
+
+
+def parse_address(text):
+    """``10.0.0.5``, ``fd00::5`` -> the address in its normal form; ValueError otherwise."""
+    return _address(text.strip())
 
 
 def _address(text):
@@ -214,6 +233,14 @@ def torrent_files(torrent):
     return [rel for _index, rel in _files(ti)]
 
 
+def torrent_sizes(torrent):
+    """(relative path, size) of each file in a torrent's bytes (no pad files), in order."""
+    _require_libtorrent()
+    ti = lt.torrent_info(lt.bdecode(torrent))
+    fs = ti.layout() if hasattr(ti, "layout") else ti.files()
+    return [(rel, fs.file_size(index)) for index, rel in _files(ti)]
+
+
 def _files(ti):
     """(index, path relative to the torrent's directory) of each real file."""
     fs = ti.layout() if hasattr(ti, "layout") else ti.files()  # files() is deprecated in 2.1
@@ -255,6 +282,11 @@ class Swarm(object):
         self._handles = {}      # key -> handle
         self._fetching = {}     # key -> [(address, port)] for torrents being fetched
         self._flushed = {}      # key -> whether libtorrent has written a finished torrent
+        self._done = {}         # key -> addresses seen with all they want (see satisfied())
+        self._connections = {}  # key -> {(address, port): {since: time, wanted: ever interested in us}}
+        self._complete = set()  # keys whose torrent has all it wants (libtorrent said so)
+        self._finished_at = {}  # key -> when _observe() first saw that
+        self._left = {}         # key -> addresses whose connection ended after that
         self._cert = None
         self._tmp = None
         self.upload_limit = int(upload_limit)
@@ -342,6 +374,10 @@ class Swarm(object):
         refused = sorted(set(a for a, _port in peers) - self.allowed)
         if refused:
             raise SwarmError("peers not on the allow-list: %s" % ", ".join(refused))
+        # A fetcher keeps its connections when it finishes (libtorrent closes those to
+        # seeds by default, before its last pieces are announced): the seeder then sees
+        # it finish, closes the connection itself, and knows why (satisfied()).
+        self._session.apply_settings({"close_redundant_connections": False})
         key = self._add(torrent, save_path, 0, skip=skip)
         self._fetching[key] = peers
         self.connect(peers, key)
@@ -377,6 +413,9 @@ class Swarm(object):
                         | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex | flags)
         handle = self._session.add_torrent(params)
         self._handles[key] = handle
+        self._done[key] = set()
+        self._connections[key] = {}
+        self._left[key] = set()
         if self._cert:
             handle.set_ssl_certificate(*self._cert)
         return key
@@ -397,6 +436,7 @@ class Swarm(object):
         self._read_alerts()
         out = {}
         for key, handle in self._handles.items():
+            self._observe(key)
             s = handle.status()
             out[key] = {
                 "name": s.name,
@@ -418,7 +458,70 @@ class Swarm(object):
         they want of it: a peer that skips files counts once it has the rest)."""
         self._read_alerts()
         handle = self._handles[key]
-        return set(p.ip[0] for p in handle.get_peer_info() if p.flags & (lt.peer_info.seed | lt.peer_info.upload_only))
+        return set(_address(p.ip[0]) for p in handle.get_peer_info()
+                   if p.flags & (lt.peer_info.seed | lt.peer_info.upload_only))
+
+    def connected(self, key):
+        """Addresses of the peers of a torrent connected past the handshake."""
+        self._read_alerts()
+        self._observe(key)
+        return set(address for address, _port in self._connections[key])
+
+    def satisfied(self, key):
+        """Addresses of the peers of a torrent that want nothing more from this node,
+        as far as it has seen since it had all of the torrent it wants (a seeder; a
+        fetcher that finished): peers seen with all they want (seed, upload-only);
+        peers this node closed because both ends had all they want (one that
+        finished and left before it was seen as a seed); peers that took pieces
+        from this node, or were interested in them, and no longer are (one that
+        skips files and has the rest); peers connected for SETTLE_SECONDS without
+        ever wanting a piece of this node. Once satisfied, a peer stays so.
+
+        Peers are watched whenever progress(), seeds(), connected() or this is
+        called, and libtorrent tells nothing of a peer that left: call one of them a
+        few times a second. Nodes stay connected a moment after they finish
+        (model_cache_sync's linger) for this."""
+        self._read_alerts()
+        self._observe(key)
+        return set(self._done[key])
+
+    def left(self, key):
+        """Addresses of the peers of a torrent whose connection to this node ended
+        after this node had all of the torrent it wants (libtorrent's alerts come in
+        order): golden closing a node that finished, another node that finished and
+        left. Unlike satisfied(), this does not say that the peer has all it wants:
+        a node whose connection broke off while it still fetched is here too (it
+        fetches from its other peers, golden among them)."""
+        self._read_alerts()
+        return set(self._left[key])
+
+    def _observe(self, key):
+        """Note the connected peers of a torrent: since when, whether they were ever
+        interested in this node's pieces, whether they want nothing more from it."""
+        now = time.monotonic()
+        handle = self._handles[key]
+        status = handle.status()
+        if (status.is_finished or status.is_seeding) and key not in self._finished_at:
+            self._finished_at[key] = now
+        # Interest is judged once the peers had a moment to see this node's last pieces.
+        judge = now - self._finished_at.get(key, now) >= SETTLE_SECONDS
+        connections = self._connections[key]
+        current = set()
+        for p in handle.get_peer_info():
+            if p.flags & (lt.peer_info.connecting | lt.peer_info.handshake):
+                continue
+            address = _address(p.ip[0])
+            conn = (address, p.ip[1])
+            current.add(conn)
+            record = connections.setdefault(conn, {"since": now, "wanted": False})
+            interested = bool(p.flags & lt.peer_info.remote_interested)
+            record["wanted"] = record["wanted"] or interested or p.total_upload > 0
+            if p.flags & (lt.peer_info.seed | lt.peer_info.upload_only):
+                self._done[key].add(address)
+            elif judge and not interested and (record["wanted"] or now - record["since"] >= SETTLE_SECONDS):
+                self._done[key].add(address)
+        for conn in set(connections) - current:
+            del connections[conn]
 
     def wait(self, timeout, stall_seconds, on_progress=None, interval=1.0, reconnect_seconds=5.0):
         """Wait until every torrent being fetched is complete and written (DONE), or
@@ -463,7 +566,8 @@ class Swarm(object):
                 for key, peers in self._fetching.items():
                     if not progress[key]["finished"]:
                         self.connect(peers, key)
-            self._session.wait_for_alert(int(interval * 1000))
+            # Peers are looked at more often than reported on (satisfied()).
+            self._session.wait_for_alert(int(min(interval, OBSERVE_SECONDS) * 1000))
 
     def _read_alerts(self):
         for a in self._session.pop_alerts():
@@ -476,6 +580,15 @@ class Swarm(object):
                 key = _key(a.handle.info_hashes())
                 if key in self._flushed:
                     self._flushed[key] = True
+            if isinstance(a, lt.state_changed_alert) and a.handle.is_valid() \
+                    and a.state in (lt.torrent_status.states.finished, lt.torrent_status.states.seeding):
+                self._complete.add(_key(a.handle.info_hashes()))
+            if isinstance(a, lt.peer_disconnected_alert) and a.handle.is_valid():
+                key = _key(a.handle.info_hashes())
+                if a.error.value() == UPLOAD_UPLOAD_CONNECTION and a.error.category().name() == "libtorrent":
+                    self._done.get(key, set()).add(_address(a.ip[0]))
+                if key in self._complete:
+                    self._left.get(key, set()).add(_address(a.ip[0]))
             if isinstance(a, (lt.peer_error_alert, lt.peer_disconnected_alert, lt.peer_blocked_alert,
                               lt.hash_failed_alert, lt.listen_failed_alert)):
                 self.messages.append(text)
@@ -489,6 +602,11 @@ class Swarm(object):
             self._handles.clear()
             self._fetching.clear()
             self._flushed.clear()
+            self._done.clear()
+            self._connections.clear()
+            self._complete.clear()
+            self._finished_at.clear()
+            self._left.clear()
             self._session.pause()
             self._session = None
         if self._tmp:

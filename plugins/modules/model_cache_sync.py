@@ -209,7 +209,7 @@ options:
       torrent:
         description:
           - The v2 torrent of golden's cache, copied to this host (made on golden with
-            this collection's C(_torrent.make_torrent)).
+            M(indextts.deploy.cache_torrent), seeded there by M(indextts.deploy.cache_seed)).
         type: path
         required: true
       manifest:
@@ -253,7 +253,9 @@ options:
       linger:
         description:
           - Seconds this host keeps seeding after it is done, at most, for peers that
-            still fetch; it leaves earlier when every peer has the torrent.
+            still fetch; it leaves earlier when every peer wants nothing more from it, after
+            staying connected 2 seconds so that its peers (golden's seeder above all) see it
+            is done.
         type: int
         default: 30
       upload_limit:

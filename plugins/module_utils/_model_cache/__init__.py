@@ -16,5 +16,11 @@ A run goes through its phases in order (sync.ModelCacheSync.run):
   report   sync.py
 
 The transport is the one part that knows how bytes move; the other phases read and
-write only dest and the state dir (dest/.locks/indextts-sync).
+write only dest and the state dir (dest/.locks/indextts-sync). swarm.py is the
+peer-to-peer transport (transport=p2p).
+
+Golden's side of the swarm is here too, one module each:
+
+  torrent_file.py  indextts.deploy.cache_torrent: the torrent of the cache and its manifest
+  seeder.py        indextts.deploy.cache_seed: golden seeding the cache until the nodes are done
 """

@@ -18,9 +18,11 @@ differently:
   - by rsync as well, everything, when the swarm stalls or times out: said in a
     warning and in the result (``swarm.fallback``).
 
-A node that finished keeps seeding until every listed peer has the torrent, or the
-peers it is connected to all do for a few seconds, or ``linger`` seconds passed: the
-swarm is gone when the last node is done. Nothing to fetch: no swarm at all.
+A node that finished keeps seeding until every listed peer wants nothing more from
+it, or the peers it is connected to all have the torrent for a few seconds, or
+``linger`` seconds passed: the swarm is gone when the last node is done (golden's
+seeder, indextts.deploy.cache_seed, leaves then too). Nothing to fetch: no swarm at
+all.
 """
 
 import json
@@ -34,6 +36,9 @@ from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.trans
 
 SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
 SETTLED_SECONDS = 3  # every connected peer a seed for this long: nobody needs this node
+# A node that finished stays connected at least this long (linger permitting), so that
+# its peers, golden's seeder above all, see it want nothing more before it leaves.
+FAREWELL_SECONDS = 2
 
 
 def swarm_problem(s):
@@ -184,15 +189,19 @@ class SwarmTransport(RsyncTransport):
         return landed
 
     def linger(self, swarm, key, peers):
-        """Seed on until every listed peer has the torrent, or every connected peer
-        has for SETTLED_SECONDS, or ``linger`` seconds passed."""
+        """Seed on until every listed peer wants nothing more from this node
+        (_torrent.Swarm.satisfied) or left it after it finished, and the connected
+        ones had FAREWELL_SECONDS to see this node finish; or until every connected
+        peer has the torrent for SETTLED_SECONDS; or ``linger`` seconds passed."""
         addresses = set(a for a, _port in peers)
-        deadline = time.monotonic() + self.swarm["linger"]
+        started = time.monotonic()
+        deadline = started + self.swarm["linger"]
         settled_since = None
         while time.monotonic() < deadline:
-            seeds = swarm.seeds(key)
-            if addresses <= seeds:
+            if addresses <= swarm.satisfied(key) | swarm.left(key) and (
+                    time.monotonic() - started >= FAREWELL_SECONDS or not swarm.connected(key)):
                 return
+            seeds = swarm.seeds(key)
             connected = swarm.progress()[key]["peers"]
             if connected and len(seeds) >= connected:
                 settled_since = settled_since or time.monotonic()
