@@ -6,7 +6,6 @@ left, and which left a node after it finished (left()). What cache_seed waits fo
 what model_cache_sync's linger reads."""
 
 import os
-import shutil
 import time
 
 import pytest
