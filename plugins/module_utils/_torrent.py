@@ -215,6 +215,15 @@ def make_torrent(root, files, name, piece_size=None, root_cert_pem=None):
     return lt.bencode(entry)
 
 
+# A torrent's manifest (manifest()) lies beside it: <torrent>.json.
+MANIFEST_SUFFIX = ".json"
+
+
+def manifest_path(torrent):
+    """Where the manifest of the torrent at path ``torrent`` lies."""
+    return torrent + MANIFEST_SUFFIX
+
+
 def manifest(root, files):
     """What a torrent does not carry and a synced cache must match: each file's size,
     mtime (ns) and mode, {rel: [size, mtime_ns, mode]}. A node gives the files it

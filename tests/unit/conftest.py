@@ -10,6 +10,8 @@ works without it too: the link is made here when missing.
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 LINK = os.path.join(COLLECTIONS, "ansible_collections", "indextts", "deploy")
@@ -19,3 +21,23 @@ if not os.path.lexists(LINK):
     os.symlink(ROOT, LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+
+# The libtorrent tests' fixtures (module_utils/test_torrent*.py).
+@pytest.fixture
+def lt():
+    return pytest.importorskip("libtorrent", reason="libtorrent's Python bindings are not installed", exc_type=ImportError)
+
+
+@pytest.fixture
+def swarms(lt):
+    """Make _torrent.Swarms through this; all are closed at the end of the test."""
+    from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
+    made = []
+
+    def make(*args, **kwargs):
+        made.append(_torrent.Swarm(*args, **kwargs))
+        return made[-1]
+    yield make
+    for swarm in made:
+        swarm.close()

@@ -17,7 +17,6 @@ import os
 import time
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.torrent_file import MANIFEST_SUFFIX
 from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, system_dir
 
 ALL_DONE = "all peers done"
@@ -138,7 +137,7 @@ class CacheSeed(object):
         beside the torrent, with its mtimes: the cache the torrent was made of, as it was."""
         manifest = None
         try:
-            with open(self.p["torrent"] + MANIFEST_SUFFIX) as f:
+            with open(_torrent.manifest_path(self.p["torrent"])) as f:
                 manifest = json.load(f)
         except (OSError, ValueError):
             manifest = None

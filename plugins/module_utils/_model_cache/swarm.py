@@ -50,7 +50,7 @@ def swarm_problem(s):
         if s.get(name) and not os.path.isabs(s[name]):
             return "swarm.%s must be an absolute path, got %r" % (name, s[name])
     for name in ("torrent", "manifest", "ssl_cert", "ssl_key"):
-        path = s.get(name) or (s["torrent"] + ".json" if name == "manifest" else None)
+        path = s.get(name) or (_torrent.manifest_path(s["torrent"]) if name == "manifest" else None)
         if path and not os.path.isfile(path):
             return "swarm.%s %s does not exist on this host; copy it from golden first" % (name, path)
     if bool(s.get("ssl_cert")) != bool(s.get("ssl_key")):
@@ -73,7 +73,7 @@ def swarm_problem(s):
 
 
 class SwarmTransport(RsyncTransport):
-    name = "p2p"
+    """RsyncTransport whose content comes from the swarm first (see the module's text)."""
 
     def __init__(self, module, state, fail, figures):
         super(SwarmTransport, self).__init__(module, state, fail, figures)
@@ -85,13 +85,14 @@ class SwarmTransport(RsyncTransport):
         files = [c for c in changes if c["type"] == "file" and plan.stage_of(c) == "content"]
         with open(self.swarm["torrent"], "rb") as f:
             torrent = f.read()
-        held = set(_torrent.torrent_files(torrent))
+        in_torrent = _torrent.torrent_files(torrent)
+        held = set(in_torrent)
         wanted = [c for c in files if c["path"] in held and c["path"] not in seeds]
         wanted += [{"path": p, "type": "file", "item": ">f+++++++++", "size": 0}
                    for p in extra if p in held and p not in seeds]
         moved = []
         if wanted:
-            fetched = self.fetch_by_swarm(torrent, wanted)
+            fetched = self.fetch_by_swarm(torrent, in_torrent, wanted)
             if fetched is not None:
                 moved.append(fetched)
                 done = set(c["path"] for c in wanted)
@@ -103,11 +104,12 @@ class SwarmTransport(RsyncTransport):
             moved += super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds)
         return moved
 
-    def fetch_by_swarm(self, torrent, wanted):
-        """Fetch ``wanted`` (changes) from the swarm and land them under their final
-        names; (changes, stats), or None when the swarm failed (rsync takes over)."""
+    def fetch_by_swarm(self, torrent, in_torrent, wanted):
+        """Fetch ``wanted`` (changes) of the torrent's files ``in_torrent`` from the
+        swarm and land them under their final names; (changes, stats), or None when the
+        swarm failed (rsync takes over)."""
         s = self.swarm
-        manifest_path = s["manifest"] or s["torrent"] + ".json"
+        manifest_path = s["manifest"] or _torrent.manifest_path(s["torrent"])
         with open(manifest_path) as f:
             manifest = json.load(f)
         paths = set(c["path"] for c in wanted)
@@ -125,11 +127,8 @@ class SwarmTransport(RsyncTransport):
                                 ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"]) as swarm:
                 if s["ssl_cert"]:
                     swarm.set_ssl_certificate(s["ssl_cert"], s["ssl_key"])
-                skip = [rel for rel in _torrent.torrent_files(torrent) if rel not in paths]
-                key = swarm.fetch(torrent, self.staging, peers, skip=skip)
-                samples = []
-                outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"],
-                                     on_progress=lambda p: samples.append((time.monotonic(), p[key])))
+                key = swarm.fetch(torrent, self.staging, peers, skip=[rel for rel in in_torrent if rel not in paths])
+                outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"])
                 progress = swarm.progress()[key]
                 self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
                                     seconds=round(time.monotonic() - started, 3))

@@ -118,15 +118,15 @@ class ModelCacheSync(object):
         while not os.path.exists(path):
             path = os.path.dirname(path)
         st = os.statvfs(path)
-        held, _files = self.state.held_by_partials()
-        return {"free": st.f_bavail * st.f_frsize, "held": held,
+        held, files = self.state.held_by_partials()
+        return {"free": st.f_bavail * st.f_frsize, "held": held, "held_files": files,
                 "needed": plan.needed_bytes(self.planned if changes is None else changes, st.f_frsize)}
 
     def check_room(self):
         """Refuse, before anything is written, a sync that does not fit on dest's filesystem."""
         room = self.figures()
         if room["needed"] > room["free"]:
-            held, files = self.state.held_by_partials()
+            held, files = room["held"], room["held_files"]
             self.fail(
                 "dest %s has %d bytes free on its filesystem but the sync needs %d (its files in whole "
                 "blocks; source total %d)%s: free space there, grow the filesystem, or choose another dest"

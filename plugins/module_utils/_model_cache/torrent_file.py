@@ -31,7 +31,6 @@ import re
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
 from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text, system_dir
 
-MANIFEST_SUFFIX = ".json"
 PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.S)
 MODE_RE = re.compile(r"^(0o?)?[0-7]{1,4}$")
 
@@ -62,7 +61,7 @@ class CacheTorrent(object):
         self.p = module.params
         self.path = (self.p["path"] or "").rstrip("/") or "/"
         self.torrent = self.p["torrent"]
-        self.manifest_path = (self.torrent or "") + MANIFEST_SUFFIX
+        self.manifest_path = _torrent.manifest_path(self.torrent or "")
         self.ca_pem = None
         self.mode = None
         self.ids = (-1, -1)

@@ -62,8 +62,6 @@ class RsyncTransport(object):
     ``state.dest``. ``fail(msg, **result)`` ends the task, ``figures()`` gives the
     free, needed and held bytes that failure messages quote."""
 
-    name = "rsync"
-
     def __init__(self, module, state, fail, figures):
         self.module = module
         self.params = p = module.params

@@ -132,28 +132,10 @@ def test_regular_files_are_the_blobs_only(tmp_path):
 
 
 @pytest.fixture
-def lt():
-    return pytest.importorskip("libtorrent", reason="libtorrent's Python bindings are not installed", exc_type=ImportError)
-
-
-@pytest.fixture
 def cache(tmp_path, lt):
     root = str(tmp_path / "golden")
     content = make_cache(root)
     return root, content, _torrent.make_torrent(root, _torrent.regular_files(root), NAME)
-
-
-@pytest.fixture
-def swarms(lt):
-    """Make Swarms through this; all are closed at the end of the test."""
-    made = []
-
-    def make(*args, **kwargs):
-        made.append(_torrent.Swarm(*args, **kwargs))
-        return made[-1]
-    yield make
-    for swarm in made:
-        swarm.close()
 
 
 def one(swarm):

@@ -17,23 +17,10 @@ GOLDEN, NODE1, NODE2 = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
 
 @pytest.fixture
-def cache(tmp_path):
-    pytest.importorskip("libtorrent")
+def cache(tmp_path, lt):
     root = str(tmp_path / "golden")
     content = make_cache(root)
     return root, content, _torrent.make_torrent(root, _torrent.regular_files(root), NAME, piece_size=32768)
-
-
-@pytest.fixture
-def swarms():
-    made = []
-
-    def make(*args, **kwargs):
-        made.append(_torrent.Swarm(*args, **kwargs))
-        return made[-1]
-    yield make
-    for swarm in made:
-        swarm.close()
 
 
 def watch(swarm, key, until, seconds=10):

@@ -35,7 +35,8 @@ def publish_torrent(src, where):
     files = _torrent.regular_files(str(src))
     torrent = where / "cache.torrent"
     torrent.write_bytes(_torrent.make_torrent(str(src), files, "indextts-cache", piece_size=64 * 1024))
-    (where / "cache.torrent.json").write_text(json.dumps(_torrent.manifest(str(src), files)))
+    with open(_torrent.manifest_path(str(torrent)), "w") as f:
+        json.dump(_torrent.manifest(str(src), files), f)
     return torrent
 
 
@@ -74,7 +75,8 @@ def test_two_nodes_fetch_the_cache_from_the_swarm_and_a_rerun_joins_none(golden,
             others = ["%s:%d" % (GOLDEN, port)]
             procs[node] = start(golden, tmp_path / node, node, torrent, others, tmp_path)
         results = dict((node, finish(p)) for node, p in procs.items())
-    wanted = sum(size for size, _mtime, _mode in json.loads((tmp_path / "cache.torrent.json").read_text()).values())
+    with open(_torrent.manifest_path(str(torrent))) as f:
+        wanted = sum(size for size, _mtime, _mode in json.load(f).values())
     for node, result in results.items():
         swarm = result["swarm"]
         assert swarm["outcome"] == "done" and swarm["fallback"] is None, swarm
