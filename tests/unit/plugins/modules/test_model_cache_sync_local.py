@@ -579,6 +579,15 @@ def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp
         assert "are free now, and partial files of interrupted transfers hold" in result["msg"]
         assert result["changed"] is True
         assert not (small / "cache" / W2V / "refs").exists()
+        # The other writer gives its space back and the filesystem grows: a rerun
+        # completes, resuming what the partial files hold, and leaves none behind.
+        (small / "filler").unlink()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+        result, failed = sync(src, small / "cache")
+        assert not failed, result
+        assert_hub_reads_offline(str(small / "cache" / "hf_cache"))
+        assert files_and_links(small / "cache") == files_and_links(src)
+        assert [p for p in tree(small / "cache") if state.PARTIAL_DIR in p] == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
 
