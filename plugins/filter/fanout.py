@@ -28,6 +28,23 @@ def fanout_source(nodes, node, origin):
     return sources[nodes.index(node) - first]
 
 
+def cache_source(nodes, node, origin, synced=None, fixed="", fanout=True):
+    """The host ``node`` pulls the model cache from, the whole choice: ``fixed`` when set;
+    the origin without fan-out; else the fanout_source of its wave once that node has
+    synced (``synced``: one flag per node of ``nodes``, in order), the origin otherwise."""
+    nodes = list(nodes)
+    if fixed:
+        return fixed
+    if not fanout:
+        return origin
+    synced = [bool(s) for s in (synced if synced is not None else [False] * len(nodes))]
+    if len(synced) != len(nodes):
+        raise AnsibleFilterError("cache_source: synced has %d flags for %d nodes; give one per node, in the order "
+                                 "of the nodes" % (len(synced), len(nodes)))
+    source = fanout_source(nodes, node, origin)
+    return source if source == origin or synced[nodes.index(source)] else origin
+
+
 class FilterModule(object):
     def filters(self):
-        return {"fanout_source": fanout_source, "fanout_wave": fanout_wave}
+        return {"fanout_source": fanout_source, "fanout_wave": fanout_wave, "cache_source": cache_source}

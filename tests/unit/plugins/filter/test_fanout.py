@@ -4,7 +4,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.indextts.deploy.plugins.filter.fanout import fanout_source, fanout_wave
+from ansible_collections.indextts.deploy.plugins.filter.fanout import cache_source, fanout_source, fanout_wave
 
 NODES = ["n%d" % i for i in range(1, 16)]
 
@@ -34,3 +34,23 @@ def test_each_source_serves_once_per_wave_and_only_after_it_synced(count):
 def test_unknown_node_is_a_clear_error():
     with pytest.raises(AnsibleFilterError, match="'x' is not one of the nodes"):
         fanout_source(NODES, "x", "golden")
+
+
+@pytest.mark.parametrize("synced, fixed, fanout, expected", [
+    ([False] * 5, "", True, "golden"),            # node5's wave source n2 has not synced yet
+    ([True, True, False, False, False], "", True, "n2"),  # it has
+    ([True] * 5, "", False, "golden"),           # fan-out off: always the origin
+    ([True] * 5, "mirror", True, "mirror"),      # a fixed source wins
+    (None, "", True, "golden"),                  # no flags: nobody has synced
+])
+def test_cache_source_is_the_whole_choice(synced, fixed, fanout, expected):
+    assert cache_source(NODES[:5], "n5", "golden", synced=synced, fixed=fixed, fanout=fanout) == expected
+
+
+def test_cache_source_pulls_the_first_node_of_a_wave_from_the_origin():
+    assert cache_source(NODES[:3], "n1", "golden", synced=[True, True, True]) == "golden"
+
+
+def test_cache_source_wants_one_flag_per_node():
+    with pytest.raises(AnsibleFilterError, match="synced has 2 flags for 5 nodes"):
+        cache_source(NODES[:5], "n5", "golden", synced=[True, False])
