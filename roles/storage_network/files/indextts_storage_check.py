@@ -12,7 +12,12 @@ does, and with --target whether this node has an iSCSI session to that portal. W
 
 Prints one line per finding (the journal keeps them when run from the timer); writes
 node_exporter textfile metrics with --textfile; exits 1 with a line a person can act
-on when a check fails. Standard library only: it runs on any node with python3.
+on when a check fails.
+
+It runs on any node with python3 (standard library only), outside Ansible, and reads
+iscsiadm's and multipathd's output with the collection's own parsers: the role installs
+the collection's module_utils under LIB (INDEXTTS_DEPLOY_LIB overrides it), laid out as
+in the collection, as the model_cache re-sync timer does.
 """
 
 import argparse
@@ -24,9 +29,16 @@ import subprocess
 import sys
 import tempfile
 
+LIB = os.environ.get("INDEXTTS_DEPLOY_LIB", "/usr/local/lib/indextts-deploy")
+sys.path.insert(0, LIB)
+try:
+    from ansible_collections.indextts.deploy.plugins.module_utils import _iscsiadm, _multipath
+except ImportError as e:
+    sys.exit("indextts-storage-check: cannot import the collection's module_utils from %s (%s); "
+             "run the indextts.deploy.storage_network role again to install them" % (LIB, e))
+
 _STATS_RE = re.compile(r"(\d+) packets transmitted, (\d+) received")
 _RTT_RE = re.compile(r"rtt min/avg/max/mdev = [\d.]+/([\d.]+)/")
-_SESSION_RE = re.compile(r"^\S+: \[\d+\] (\S+):(\d+),\d+ (\S+)")
 
 
 def parse_ping(text):
@@ -37,26 +49,10 @@ def parse_ping(text):
     return sent, received, (float(rtt.group(1)) / 1000.0 if rtt else None)
 
 
-def parse_session_portals(text, target):
+def session_hosts(text, target):
     """iscsiadm -m session -> the portal hosts with a session to target."""
-    hosts = set()
-    for line in text.splitlines():
-        m = _SESSION_RE.match(line.strip())
-        if m and m.group(3) == target:
-            hosts.add(m.group(1).strip("[]"))
-    return hosts
-
-
-def parse_multipath_paths(text):
-    """multipathd show paths raw format "%m %t %T" -> {map: (active, total)}."""
-    maps = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) != 3 or fields[0] in ("[orphan]", "multipath"):
-            continue
-        active, total = maps.get(fields[0], (0, 0))
-        maps[fields[0]] = (active + (fields[1] == "active" and fields[2] == "ready"), total + 1)
-    return maps
+    return set(_iscsiadm.split_portal(s["portal"])[0] for s in _iscsiadm.parse_sessions(text)
+               if s["target"] == target)
 
 
 def run(argv):
@@ -99,7 +95,7 @@ def check(args):
     sessions = None
     if args.target:
         rc, out = run(["iscsiadm", "--mode", "session"])
-        sessions = parse_session_portals(out, args.target) if rc == 0 else set()
+        sessions = session_hosts(out, args.target) if rc == 0 else set()
     for peer in args.peer:
         label = 'peer="%s"' % peer
         path = "%s -> %s" % (args.source, peer)
@@ -132,16 +128,16 @@ def check(args):
                                 "iscsiadm -m node -T %s -p %s --login" % (path, args.target, args.target, peer))
         findings.append(finding)
     if args.expect_paths:
-        rc, out = run(["multipathd", "show", "paths", "raw", "format", "%m %t %T"])
-        maps = parse_multipath_paths(out) if rc == 0 else {}
+        rc, out = run(_multipath.paths_argv())
+        maps = _multipath.map_path_counts(_multipath.parse_paths(out)) if rc == 0 else {}
         if not maps:
             failures.append("no dm-multipath map (is multipathd running? multipath -ll)")
-        for name, (active, total) in sorted(maps.items()):
-            metrics.append("indextts_storage_multipath_active_paths{map=\"%s\"} %d" % (name, active))
-            if active < args.expect_paths:
+        for name, counts in sorted(maps.items()):
+            metrics.append("indextts_storage_multipath_active_paths{map=\"%s\"} %d" % (name, counts["active"]))
+            if counts["active"] < args.expect_paths:
                 failures.append("multipath map %s has %d of %d expected paths active; multipath -ll %s shows "
-                                "which path failed" % (name, active, args.expect_paths, name))
-        findings.append({"multipath": dict((k, {"active": v[0], "total": v[1]}) for k, v in maps.items())})
+                                "which path failed" % (name, counts["active"], args.expect_paths, name))
+        findings.append({"multipath": maps})
     metrics.append("indextts_storage_check_success %d" % (not failures))
     return findings, metrics, failures
 
