@@ -169,9 +169,9 @@ def node(tmp_path):
 
 
 def test_the_check_finds_its_parsers_where_the_role_installs_them():
-    """In the tree the model_cache re-sync timer uses: one copy of the collection's module_utils."""
-    lib = role_vars("storage_network")["__storage_network_lib"]
-    assert lib == role_vars("model_cache")["__model_cache_timer_lib"]
+    """In the one tree roles/indextts installs (library), which the re-sync timer uses too."""
+    lib = role_vars("indextts")["__indextts_library"]
+    assert role_vars("model_cache")["__model_cache_timer_lib"] == "{{ __indextts_library }}"
     assert check.LIB == os.environ.get("INDEXTTS_DEPLOY_LIB", lib)
 
 
