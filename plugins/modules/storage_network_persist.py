@@ -84,8 +84,6 @@ notes:
   - A VLAN profile's NetworkManager UUID is derived from its interface name, so check
     mode shows the UUID a run writes, and reruns keep it.
 seealso:
-  - role: indextts.deploy.storage_network
-    description: Sets the MTU now, verifies jumbo frames end to end, and calls this module.
   - name: systemd.network(5)
     description: The .network files and their drop-ins.
     link: https://www.freedesktop.org/software/systemd/man/latest/systemd.network.html
@@ -120,6 +118,34 @@ interfaces:
   returned: always
   type: list
   elements: dict
+  contains:
+    name:
+      description: The interface.
+      type: str
+    mtu:
+      description: Its MTU, as kept.
+      type: int
+    backend:
+      description: What keeps it (V(networkd), V(networkmanager), V(ifupdown)), or V(none).
+      type: str
+    evidence:
+      description:
+        - What showed the backend manages the interface; null for V(none).
+        - The C(.network) file networkctl names, the keyfile of the NetworkManager profile active on
+          it, or the ifupdown file holding its stanza.
+      type: str
+    vlan:
+      description: The VLAN id.
+      type: int
+      returned: with a VLAN
+    vlan_name:
+      description: The VLAN interface, C(<name>.<vlan>).
+      type: str
+      returned: with a VLAN
+    vlan_address:
+      description: Its address, with the prefix length.
+      type: str
+      returned: with a VLAN
   sample:
     - {name: eth1, mtu: 9000, backend: networkmanager, vlan: 100, vlan_name: eth1.100, vlan_address: 10.10.1.21/24,
        evidence: "/etc/NetworkManager/system-connections/storage.nmconnection"}

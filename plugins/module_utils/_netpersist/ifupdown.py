@@ -132,8 +132,8 @@ class Ifupdown(object):
                 paths = sorted(glob.glob(pattern))
             else:
                 directory = pattern.rstrip("/")
-                paths = sorted(os.path.join(directory, n) for n in (os.listdir(directory) if os.path.isdir(directory)
-                                                                      else []) if _RUN_PARTS_NAME.match(n))
+                names = os.listdir(directory) if os.path.isdir(directory) else []
+                paths = sorted(os.path.join(directory, n) for n in names if _RUN_PARTS_NAME.match(n))
             for path in paths:
                 if os.path.isfile(path) and path not in found:
                     found[path] = read(path)

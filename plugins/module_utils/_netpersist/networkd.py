@@ -84,10 +84,9 @@ class Networkd(object):
             wanted = [(paths["dropin"], dropin_text(link), "MTU %d on %s%s" % (
                 link.mtu, link.name, " and its VLAN %s" % link.vlan_name if link.vlan else ""))]
             if link.vlan:
-                wanted += [(paths["netdev"], netdev_text(link), "VLAN %s (id %d, MTU %d)" % (
-                               link.vlan_name, link.vlan, link.mtu)),
-                           (paths["network"], vlan_network_text(link), "address %s on %s" % (
-                               link.vlan_address, link.vlan_name))]
+                wanted += [
+                    (paths["netdev"], netdev_text(link), "VLAN %s (id %d, MTU %d)" % (link.vlan_name, link.vlan, link.mtu)),
+                    (paths["network"], vlan_network_text(link), "address %s on %s" % (link.vlan_address, link.vlan_name))]
             changes += [c for c in (change(p, current, text, 0o644, why) for p, text, why in wanted) if c]
         return changes
 

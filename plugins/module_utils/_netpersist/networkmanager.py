@@ -191,9 +191,8 @@ class NetworkManager(object):
             if c:
                 changes.append(c)
             if link.vlan:
-                c = change(self.vlan_path(link), current, vlan_keyfile(link), 0o600,
-                           "VLAN %s (id %d, MTU %d, address %s)" % (link.vlan_name, link.vlan, link.mtu,
-                                                                   link.vlan_address))
+                why = "VLAN %s (id %d, MTU %d, address %s)" % (link.vlan_name, link.vlan, link.mtu, link.vlan_address)
+                c = change(self.vlan_path(link), current, vlan_keyfile(link), 0o600, why)
                 if c:
                     c.uuid = vlan_uuid(link)
                     changes.append(c)
