@@ -273,26 +273,28 @@ def test_ifupdown_writes_mtu_where_the_stanzas_are_and_the_vlan_beside_them(tmp_
     assert p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text)) == []
 
 
-def test_ifupdown_refuses_a_vlan_its_main_file_would_not_read(tmp_path):
-    main = write(tmp_path, "/etc/network/interfaces", "auto eth0\niface eth0 inet manual\n")
-    p = ifupdown.Ifupdown(Runs(), str(tmp_path))
+def ifupdown_vlan_refusal(root, interfaces):
+    """The InputError planning VLAN 100 on eth0 raises, with ``interfaces`` as the main file."""
+    main = write(root, "/etc/network/interfaces", interfaces)
+    p = ifupdown.Ifupdown(Runs(), str(root))
     ls, evidence = links({"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.10/24"}), {"eth0": main}
     with pytest.raises(np.InputError) as e:
         p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text))
-    assert str(e.value) == ("eth0: its VLAN eth0.100 would go to /etc/network/interfaces.d/indextts-storage-eth0-100, "
+    return main, str(e.value)
+
+
+def test_ifupdown_refuses_a_vlan_its_main_file_would_not_read(tmp_path):
+    _main, message = ifupdown_vlan_refusal(tmp_path, "auto eth0\niface eth0 inet manual\n")
+    assert message == ("eth0: its VLAN eth0.100 would go to /etc/network/interfaces.d/indextts-storage-eth0-100, "
                             "but /etc/network/interfaces does not read that directory; add the line "
                             "'source /etc/network/interfaces.d/*' to /etc/network/interfaces (Debian's default file "
                             "has it), or keep the VLAN elsewhere and drop vlan from this entry")
 
 
 def test_ifupdown_refuses_a_vlan_someone_else_configured(tmp_path):
-    main = write(tmp_path, "/etc/network/interfaces", "source /etc/network/interfaces.d/*\n"
-                 "iface eth0 inet manual\n\nauto eth0.100\niface eth0.100 inet dhcp\n")
-    p = ifupdown.Ifupdown(Runs(), str(tmp_path))
-    ls, evidence = links({"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.10/24"}), {"eth0": main}
-    with pytest.raises(np.InputError) as e:
-        p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text))
-    assert str(e.value) == ("eth0: the VLAN eth0.100 already has a stanza in %s (line 5), which this module does not "
+    main, message = ifupdown_vlan_refusal(tmp_path, "source /etc/network/interfaces.d/*\n"
+                                          "iface eth0 inet manual\n\nauto eth0.100\niface eth0.100 inet dhcp\n")
+    assert message == ("eth0: the VLAN eth0.100 already has a stanza in %s (line 5), which this module does not "
                             "edit; remove that stanza, or drop vlan from this entry and configure the VLAN there"
                             % main)
 
