@@ -25,8 +25,8 @@ description:
     other line kept; for a VLAN a keyfile of its own,
     C(/etc/NetworkManager/system-connections/indextts-storage-<name>.<vlan>.nmconnection),
     mode 0600. Each file written is loaded with C(nmcli connection load); a VLAN profile
-    written is brought up (C(nmcli connection up)). The parent's profile is not
-    re-activated, which would bounce the link."
+    written, or not active, is brought up (C(nmcli connection up)). The parent's profile
+    is not re-activated, which would bounce the link."
   - "ifupdown: C(mtu) in every stanza of the interface, wherever it is, every other line
     kept; for a VLAN a stanza file of its own, C(/etc/network/interfaces.d/indextts-storage-<name>-<vlan>),
     which C(/etc/network/interfaces) must source. Nothing is brought up or down."
@@ -165,7 +165,10 @@ changes:
     - {path: /etc/systemd/network/20-storage.network.d/50-indextts-storage-mtu.conf, state: created,
        mode: "0644", reason: MTU 9000 on ens4}
 commands:
-  description: What the backend was told after the files were written.
+  description:
+    - What the backend was told after the files were written (in check mode, what it would
+      be told). NetworkManager loads each keyfile written and brings up each VLAN profile
+      that was written or is not active; the other backends are told nothing.
   returned: always
   type: list
   elements: str
@@ -216,6 +219,7 @@ class Persist(object):
 
     # -- plan ------------------------------------------------------------------------
     def plan(self, links, chosen):
+        """[(provider, file changes, commands to run after them)] per backend in use."""
         plans = []
         for backend in BACKENDS:
             mine = [link for link in links if chosen[link.name][0] == backend]
@@ -223,29 +227,29 @@ class Persist(object):
                 continue
             provider = self.providers[backend]
             evidence = {link.name: chosen[link.name][1] for link in mine}
-            current = provider.inspect(mine, evidence, read_text)
-            plans.append((provider, evidence, provider.plan(mine, evidence, current)))
+            changes = provider.plan(mine, evidence, provider.inspect(mine, evidence, read_text))
+            plans.append((provider, changes, provider.commands(mine, changes)))
         return plans
 
     # -- apply -----------------------------------------------------------------------
     def apply(self, plans):
-        commands = []
-        for provider, evidence, changes in plans:
+        done = []
+        files = [c.as_dict() for _p, changes, _c in plans for c in changes]
+        for provider, changes, commands in plans:
             for c in changes:
                 try:
                     write_file(c.path, c.after, c.mode)
                 except OSError as e:
                     self.module.fail_json(msg="%s: could not write %s (%s) for %s; fix the cause and rerun, the files "
                                               "already written are listed in changes" % (provider.name, c.path, e,
-                                                                                         c.reason),
-                                          changes=[x.as_dict() for _p, _e, cs in plans for x in cs])
+                                                                                         c.reason), changes=files)
             try:
-                commands += provider.activate(changes, evidence)
+                done += provider.activate(commands)
             except RuntimeError as e:
                 self.module.fail_json(msg="%s: the files are written, but telling it failed: %s; see "
                                           "journalctl -u NetworkManager" % (provider.name, e),
-                                      changes=[x.as_dict() for _p, _e, cs in plans for x in cs], commands=commands)
-        return commands
+                                      changes=files, commands=done)
+        return done
 
     def main(self):
         p = self.module.params
@@ -255,12 +259,14 @@ class Persist(object):
             plans = self.plan(links, chosen)
         except InputError as e:
             self.module.fail_json(msg=str(e))
-        changes = [c for _p, _e, cs in plans for c in cs]
-        commands = self.apply(plans) if changes and not self.module.check_mode else []
+        changes = [c for _p, cs, _c in plans for c in cs]
+        commands = [" ".join(argv) for _p, _cs, cmds in plans for argv in cmds]
+        if (changes or commands) and not self.module.check_mode:
+            commands = self.apply(plans)
         interfaces = [dict(link.as_dict(), backend=chosen[link.name][0],
                            evidence=self.evidence_text(chosen[link.name][1])) for link in links]
-        result = {"changed": bool(changes), "interfaces": interfaces, "changes": [c.as_dict() for c in changes],
-                  "commands": commands,
+        result = {"changed": bool(changes or commands), "interfaces": interfaces,
+                  "changes": [c.as_dict() for c in changes], "commands": commands,
                   "not_kept": [i["name"] for i in interfaces if i["backend"] == "none"]}
         if self.module._diff:
             result["diff"] = [c.diff() for c in changes]

@@ -8,10 +8,11 @@ linux-system-roles' network module has one per provider. Each provider:
 
 - ``probe(name)``: the evidence that it manages an interface (reads only);
 - ``inspect(links)``: the current content of every file it would write (reads only);
-- ``plan(links, current)``: the file changes, a pure function of the two (this is
-  what check mode and diff mode report);
-- ``apply(changes)``: writes them, then tells the backend (NetworkManager loads its
-  keyfiles) where that is safe.
+- ``plan(links, evidence, current)``: the file changes, a pure function of the three
+  (this is what check mode and diff mode report), and ``commands(links, changes)``:
+  what the backend is told after them (NetworkManager loads its keyfiles and brings
+  VLAN profiles up; the others are told nothing, see their docstrings);
+- ``activate(commands)``: runs those once the module has written the files.
 
 ``choose_backend`` (pure) turns the evidence into each interface's backend.
 """

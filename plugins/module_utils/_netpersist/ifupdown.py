@@ -193,5 +193,9 @@ class Ifupdown(object):
                                  "not edit; remove that stanza, or drop vlan from this entry and configure the "
                                  "VLAN there" % (link.name, link.vlan_name, other, stanzas(text, link.vlan_name)[0] + 1))
 
-    def activate(self, changes, evidence):
+    def commands(self, links, changes):
+        """Nothing: see above (nothing is brought up or down)."""
+        return []
+
+    def activate(self, commands):
         return []

@@ -90,7 +90,9 @@ class Networkd(object):
             changes += [c for c in (change(p, current, text, 0o644, why) for p, text, why in wanted) if c]
         return changes
 
-    # -- apply -----------------------------------------------------------------------
-    def activate(self, changes, evidence):
-        """Nothing: see the module's docstring (no reload while storage is in use)."""
+    def commands(self, links, changes):
+        """Nothing: see above (no reload while storage is in use)."""
+        return []
+
+    def activate(self, commands):
         return []

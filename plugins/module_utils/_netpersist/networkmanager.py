@@ -11,8 +11,8 @@ Why keyfiles rather than ``nmcli connection modify``: the change is a file, so c
 mode and diff mode show exactly what will be written, tests run on real files, and a
 rerun compares text. NetworkManager is then told: ``nmcli connection load <file>``
 for every file written (its profile in memory equals the file again), and ``nmcli
-connection up`` for a VLAN profile that is new or changed, so NetworkManager owns the
-VLAN now, not only after a reboot. The parent's profile is not re-activated (that
+connection up`` for a VLAN profile that is new, changed or not active, so
+NetworkManager owns the VLAN now, not only after a reboot. The parent's profile is not re-activated (that
 would bounce the storage link): the role sets its MTU now with ``ip link``.
 
 A profile that is not a keyfile (in memory only under ``/run``, or another settings
@@ -194,26 +194,36 @@ class NetworkManager(object):
                 why = "VLAN %s (id %d, MTU %d, address %s)" % (link.vlan_name, link.vlan, link.mtu, link.vlan_address)
                 c = change(self.vlan_path(link), current, vlan_keyfile(link), 0o600, why)
                 if c:
-                    c.uuid = vlan_uuid(link)
                     changes.append(c)
         return changes
 
-    # -- apply -----------------------------------------------------------------------
-    def activate(self, changes, evidence):
-        """After the files are written: load each into NetworkManager, bring up the
-        VLAN profiles written. Returns the commands run; a failure raises RuntimeError."""
+    def commands(self, links, changes):
+        """What NetworkManager is told once the files are written (pure, from the probe):
+        load each file written, bring up each VLAN profile written or not active.
+        Nothing when NetworkManager is not running: it reads the files when it starts."""
         if not self.running():
             return []
-        done = []
-        for c in changes:
-            done.append(self.must(["nmcli", "connection", "load", c.path]))
-        for c in changes:
-            if getattr(c, "uuid", None):
-                done.append(self.must(["nmcli", "--wait", "30", "connection", "up", "uuid", c.uuid]))
-        return done
+        argv = [["nmcli", "connection", "load", c.path] for c in changes]
+        written = set(c.path for c in changes)
+        active = set(profile["uuid"] for profile in self.active().values())
+        for link in links:
+            if link.vlan and (self.vlan_path(link) in written or vlan_uuid(link) not in active):
+                argv.append(["nmcli", "--wait", "30", "connection", "up", "uuid", vlan_uuid(link)])
+        return argv
+
+    # -- apply -----------------------------------------------------------------------
+    def activate(self, commands):
+        """Run the commands in order; the first failure raises RuntimeError naming it."""
+        return [self.must(argv) for argv in commands]
 
     def must(self, argv):
         rc, out, err = self.run(argv)
         if rc != 0:
             raise RuntimeError("%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        # nmcli 1.42 exits 0 when it could not load a file (a bad key, a mode other than
+        # 0600), saying so only in its output.
+        refused = [line.strip() for line in (out + "\n" + err).splitlines() if line.startswith("Could not load file")]
+        if refused:
+            raise RuntimeError("%s: NetworkManager refused the file (%s); its journal names the reason"
+                               % (" ".join(argv), "; ".join(refused)))
         return " ".join(argv)

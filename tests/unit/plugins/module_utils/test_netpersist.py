@@ -177,7 +177,7 @@ def test_networkd_writes_a_dropin_and_the_vlan_files_then_nothing(tmp_path):
     apply(changes)
     assert mode_of(changes[0].path) == 0o644
     assert p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text)) == []
-    assert p.activate(changes, evidence) == [] and p.run.calls == []
+    assert p.commands(ls, changes) == [] and p.activate([]) == [] and p.run.calls == []
 
 
 def test_networkd_keeps_the_dropin_the_role_wrote_before_the_module(tmp_path):
@@ -320,7 +320,7 @@ def test_active_profiles_parse_from_real_nmcli_output():
     assert active["eth0"]["type"] == "802-3-ethernet"
     assert active["eth0"]["filename"] == "/etc/NetworkManager/system-connections/storage-eth0.nmconnection"
     assert networkmanager.persistent(active["eth0"])
-    assert active["eth0.100"]["type"] == "vlan"
+    assert list(active) == ["eth0"]
 
 
 def test_profiles_in_memory_only_are_not_evidence():
@@ -387,11 +387,28 @@ def test_networkmanager_sets_the_mtu_in_the_profile_and_writes_the_vlan_keyfile(
         "[ipv4]\naddress1=10.98.100.21/24\nmethod=manual\n\n[ipv6]\nmethod=disabled\n" % vlan_uuid)
     apply(changes)
     assert mode_of(changes[1].path) == 0o600
-    assert p.activate(changes, evidence) == [
-        "nmcli connection load %s/storage-eth0.nmconnection" % keyfiles,
-        "nmcli connection load %s/indextts-storage-eth0.100.nmconnection" % keyfiles,
-        "nmcli --wait 30 connection up uuid %s" % vlan_uuid]
+    commands = p.commands(ls, changes)
+    assert commands == [
+        ["nmcli", "connection", "load", keyfiles + "/storage-eth0.nmconnection"],
+        ["nmcli", "connection", "load", keyfiles + "/indextts-storage-eth0.100.nmconnection"],
+        ["nmcli", "--wait", "30", "connection", "up", "uuid", vlan_uuid]]
+    assert p.activate(commands) == [" ".join(argv) for argv in commands]
+    assert p.run.calls[1:] == commands
+    # Nothing to write, but the VLAN's profile is not active (the probe saw only eth0's): it is brought up.
     assert p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text)) == []
+    assert p.commands(ls, []) == [["nmcli", "--wait", "30", "connection", "up", "uuid", vlan_uuid]]
+
+
+def test_an_active_vlan_profile_with_its_files_as_wanted_needs_nothing(tmp_path):
+    p = nm_host(tmp_path, profile=PROFILE.replace("[ethernet]\n", "[ethernet]\nmtu=9000\n"))
+    ls = links({"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.21/24"})
+    p.active()["eth0.100"] = {"name": "indextts-storage-eth0.100", "uuid": networkmanager.vlan_uuid(ls[0]),
+                              "type": "vlan", "filename": str(p.vlan_path(ls[0]))}
+    write(tmp_path, "/etc/NetworkManager/system-connections/indextts-storage-eth0.100.nmconnection",
+          networkmanager.vlan_keyfile(ls[0]), 0o600)
+    evidence = {"eth0": p.probe("eth0")}
+    assert p.plan(ls, evidence, p.inspect(ls, evidence, np.read_text)) == []
+    assert p.commands(ls, []) == []
 
 
 def test_the_vlan_uuid_is_the_same_in_check_mode_and_on_every_run():
@@ -424,7 +441,8 @@ def test_networkmanager_not_running_is_no_evidence_and_is_not_told():
                   "--active"): (8, "", "Error: NetworkManager is not running.\n")})
     p = networkmanager.NetworkManager(runs)
     assert p.probe("eth0") is None
-    assert p.activate([np.FileChange("/x", None, "y", 0o600, "r")], {}) == []
+    assert p.commands(links({"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.21/24"}),
+                      [np.FileChange("/x", None, "y", 0o600, "r")]) == []
     assert networkmanager.NetworkManager(lambda argv: None).probe("eth0") is None
 
 
@@ -432,5 +450,16 @@ def test_a_failing_nmcli_load_names_the_command(tmp_path):
     p = nm_host(tmp_path)
     p.run.answers[("nmcli", "connection", "load", "/x")] = (1, "", "Error: failed to load connection: bad key\n")
     with pytest.raises(RuntimeError) as e:
-        p.activate([np.FileChange("/x", None, "y", 0o600, "r")], {})
+        p.activate([["nmcli", "connection", "load", "/x"]])
     assert str(e.value) == "nmcli connection load /x failed (rc 1): Error: failed to load connection: bad key"
+
+
+def test_a_file_nmcli_could_not_load_is_a_failure_though_nmcli_exits_0(tmp_path):
+    # nmcli 1.42's answer to a keyfile it refuses (here one of mode 0644), exit status 0.
+    p = nm_host(tmp_path)
+    path = "/etc/NetworkManager/system-connections/loose.nmconnection"
+    p.run.answers[("nmcli", "connection", "load", path)] = (0, "", "Could not load file '%s'\n" % path)
+    with pytest.raises(RuntimeError) as e:
+        p.activate([["nmcli", "connection", "load", path]])
+    assert str(e.value) == ("nmcli connection load %s: NetworkManager refused the file (Could not load file '%s'); "
+                            "its journal names the reason" % (path, path))

@@ -69,8 +69,9 @@ def test_auto_finds_ifupdown_check_mode_writes_nothing_then_apply_then_no_change
 
 def test_auto_prefers_networkd_and_reports_interfaces_nothing_keeps(tmp_path):
     params = {"interfaces": [{"name": "ens4", "mtu": 4000}, {"name": "eth1"}]}
+    # nmcli is asked once: its answer covers every interface.
     result, failed = persist(tmp_path, params, [networkctl("ens4", managed=True), NM_NOT_RUNNING,
-                                                networkctl("eth1"), NM_NOT_RUNNING])
+                                                networkctl("eth1")])
     assert not failed and result["changed"] is True
     assert [(i["name"], i["backend"], i["mtu"]) for i in result["interfaces"]] == [
         ("ens4", "networkd", 4000), ("eth1", "none", 9000)]
@@ -85,10 +86,8 @@ def test_networkmanager_writes_keyfiles_loads_them_and_brings_the_vlan_up(tmp_pa
     profile = keyfiles / "storage-eth0.nmconnection"
     profile.write_text("[connection]\nid=storage-eth0\ntype=ethernet\ninterface-name=eth0\n\n[ipv4]\nmethod=auto\n")
     os.chmod(str(profile), 0o600)
-    # What nmcli answers, with the keyfile path moved under the temporary root.
-    with open(os.path.join(FIXTURES, "netpersist", "nmcli_active.txt")) as f:
-        active = f.read().replace("/etc/NetworkManager", str(tmp_path / "etc/NetworkManager").replace(":", "\\:"))
-    nm_active = {"command": NMCLI_ACTIVE, "out": active}
+    # What nmcli answers names the host's path; the module reads it under its root.
+    nm_active = {"command": NMCLI_ACTIVE, "out": {"fixture": "netpersist/nmcli_active.txt"}}
     params = {"interfaces": [{"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.21/24"}], "backend": "networkmanager"}
     vlan = keyfiles / "indextts-storage-eth0.100.nmconnection"
     from ansible_collections.indextts.deploy.plugins.module_utils._netpersist.networkmanager import vlan_uuid
@@ -104,19 +103,27 @@ def test_networkmanager_writes_keyfiles_loads_them_and_brings_the_vlan_up(tmp_pa
     assert profile.read_text().endswith("[ipv4]\nmethod=auto\n\n[ethernet]\nmtu=9000\n")
     assert oct(os.stat(str(vlan)).st_mode & 0o777) == "0o600"
     assert len(result["commands"]) == 3
-    result, failed = persist(tmp_path, params, [networkctl("eth0"), nm_active])
+    # Rerun: nothing to write, and the VLAN's profile is active now. Its line is written in
+    # the captured line's format (this machine's kernel has no 802.1Q: no VLAN comes up here).
+    with open(os.path.join(FIXTURES, "netpersist", "nmcli_active.txt")) as f:
+        listed = f.read() + "indextts-storage-eth0.100:%s:vlan:eth0.100:%s\n" % (uuid, "/etc/NetworkManager/system-"
+                                                                              "connections/indextts-storage-eth0.100.nmconnection")
+    result, failed = persist(tmp_path, params, [networkctl("eth0"), {"command": NMCLI_ACTIVE, "out": listed}])
     assert not failed and result["changed"] is False and result["commands"] == []
+    # Not active (brought down, or NetworkManager could not create it): check mode says it
+    # would be brought up again, and runs nothing.
+    result, failed = persist(tmp_path, params, [networkctl("eth0"), nm_active], check_mode=True)
+    assert not failed and result["changed"] is True and result["changes"] == []
+    assert result["commands"] == ["nmcli --wait 30 connection up uuid %s" % uuid]
 
 
 def test_a_failing_nmcli_up_fails_naming_the_command_and_listing_the_files(tmp_path):
     keyfiles = tmp_path / "etc/NetworkManager/system-connections"
     keyfiles.mkdir(parents=True)
     (keyfiles / "storage-eth0.nmconnection").write_text("[connection]\nid=storage-eth0\n\n[ethernet]\nmtu=9000\n")
-    with open(os.path.join(FIXTURES, "netpersist", "nmcli_active.txt")) as f:
-        active = f.read().replace("/etc/NetworkManager", str(tmp_path / "etc/NetworkManager").replace(":", "\\:"))
     vlan = keyfiles / "indextts-storage-eth0.100.nmconnection"
     result, failed = persist(tmp_path, {"interfaces": [{"name": "eth0", "vlan": 100, "vlan_address": "10.98.100.21/24"}]}, [
-        networkctl("eth0"), {"command": NMCLI_ACTIVE, "out": active},
+        networkctl("eth0"), {"command": NMCLI_ACTIVE, "out": {"fixture": "netpersist/nmcli_active.txt"}},
         {"command": ["/usr/bin/nmcli", "connection", "load", str(vlan)]},
         {"command": ["/usr/bin/nmcli", "--wait", "30", "connection", "up", "uuid", mock.ANY], "rc": 4,
          "err": "Error: Connection activation failed: No suitable device found for this connection.\n"}])
