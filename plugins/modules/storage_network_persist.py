@@ -190,6 +190,7 @@ ROOT = "/"  # tests point it at a temporary directory
 class Persist(object):
     def __init__(self, module):
         self.module = module
+        self.interfaces = []
         self.providers = {p.name: p for p in (Networkd(self.run, ROOT), NetworkManager(self.run, ROOT),
                                               Ifupdown(self.run, ROOT))}
 
@@ -242,13 +243,14 @@ class Persist(object):
                 except OSError as e:
                     self.module.fail_json(msg="%s: could not write %s (%s) for %s; fix the cause and rerun, the files "
                                               "already written are listed in changes" % (provider.name, c.path, e,
-                                                                                         c.reason), changes=files)
+                                                                                         c.reason),
+                                          changes=files, interfaces=self.interfaces)
             try:
                 done += provider.activate(commands)
             except RuntimeError as e:
                 self.module.fail_json(msg="%s: the files are written, but telling it failed: %s; see "
                                           "journalctl -u NetworkManager" % (provider.name, e),
-                                      changes=files, commands=done)
+                                      changes=files, commands=done, interfaces=self.interfaces)
         return done
 
     def main(self):
@@ -261,10 +263,10 @@ class Persist(object):
             self.module.fail_json(msg=str(e))
         changes = [c for _p, cs, _c in plans for c in cs]
         commands = [" ".join(argv) for _p, _cs, cmds in plans for argv in cmds]
+        interfaces = self.interfaces = [dict(link.as_dict(), backend=chosen[link.name][0],
+                                             evidence=self.evidence_text(chosen[link.name][1])) for link in links]
         if (changes or commands) and not self.module.check_mode:
             commands = self.apply(plans)
-        interfaces = [dict(link.as_dict(), backend=chosen[link.name][0],
-                           evidence=self.evidence_text(chosen[link.name][1])) for link in links]
         result = {"changed": bool(changes or commands), "interfaces": interfaces,
                   "changes": [c.as_dict() for c in changes], "commands": commands,
                   "not_kept": [i["name"] for i in interfaces if i["backend"] == "none"]}
