@@ -286,17 +286,16 @@ def ifupdown_vlan_refusal(root, interfaces):
 def test_ifupdown_refuses_a_vlan_its_main_file_would_not_read(tmp_path):
     _main, message = ifupdown_vlan_refusal(tmp_path, "auto eth0\niface eth0 inet manual\n")
     assert message == ("eth0: its VLAN eth0.100 would go to /etc/network/interfaces.d/indextts-storage-eth0-100, "
-                            "but /etc/network/interfaces does not read that directory; add the line "
-                            "'source /etc/network/interfaces.d/*' to /etc/network/interfaces (Debian's default file "
-                            "has it), or keep the VLAN elsewhere and drop vlan from this entry")
+                       "but /etc/network/interfaces does not read that directory; add the line "
+                       "'source /etc/network/interfaces.d/*' to /etc/network/interfaces (Debian's default file "
+                       "has it), or keep the VLAN elsewhere and drop vlan from this entry")
 
 
 def test_ifupdown_refuses_a_vlan_someone_else_configured(tmp_path):
     main, message = ifupdown_vlan_refusal(tmp_path, "source /etc/network/interfaces.d/*\n"
                                           "iface eth0 inet manual\n\nauto eth0.100\niface eth0.100 inet dhcp\n")
     assert message == ("eth0: the VLAN eth0.100 already has a stanza in %s (line 5), which this module does not "
-                            "edit; remove that stanza, or drop vlan from this entry and configure the VLAN there"
-                            % main)
+                       "edit; remove that stanza, or drop vlan from this entry and configure the VLAN there" % main)
 
 
 def test_a_file_that_is_not_utf8_is_refused_by_name(tmp_path):

@@ -106,8 +106,8 @@ def test_networkmanager_writes_keyfiles_loads_them_and_brings_the_vlan_up(tmp_pa
     # Rerun: nothing to write, and the VLAN's profile is active now. Its line is written in
     # the captured line's format (this machine's kernel has no 802.1Q: no VLAN comes up here).
     with open(os.path.join(FIXTURES, "netpersist", "nmcli_active.txt")) as f:
-        listed = f.read() + "indextts-storage-eth0.100:%s:vlan:eth0.100:%s\n" % (uuid, "/etc/NetworkManager/system-"
-                                                                              "connections/indextts-storage-eth0.100.nmconnection")
+        vlan_keyfile = "/etc/NetworkManager/system-connections/indextts-storage-eth0.100.nmconnection"
+        listed = f.read() + "indextts-storage-eth0.100:%s:vlan:eth0.100:%s\n" % (uuid, vlan_keyfile)
     result, failed = persist(tmp_path, params, [networkctl("eth0"), {"command": NMCLI_ACTIVE, "out": listed}])
     assert not failed and result["changed"] is False and result["commands"] == []
     # Not active (brought down, or NetworkManager could not create it): check mode says it
