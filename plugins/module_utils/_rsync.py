@@ -12,12 +12,13 @@ import re
 import shlex
 
 # OUT_FORMAT: an 11-character change summary, the size in bytes (of a symlink: its
-# target's length), and the name, which is the rest of the line. Not %L: a name or a
-# link target may hold " -> " (or a tab, which rsync prints as is), so link targets are
-# read from the links themselves, never parsed. rsync writes control characters as
-# \#ooo and a backslash before '#' as \#134 (unescape() undoes both), and, with
-# --8-bit-output, UTF-8 as is. Lines that do not match (rsync's messages) are not changes.
-OUT_FORMAT = "%i %l %n"
+# target's length in bytes), the name, and for a symlink " -> " and its target (%L).
+# A name or a target may itself hold " -> " (or a tab, which rsync prints as is): the
+# target is the one tail after a " -> " whose length is the size rsync gave, so the
+# split is unambiguous (split_link). rsync writes control characters as \#ooo and a
+# backslash before '#' as \#134 (unescape() undoes both), and, with --8-bit-output,
+# UTF-8 as is. Lines that do not match (rsync's messages) are not changes.
+OUT_FORMAT = "%i %l %n%L"
 _ESCAPE_RE = re.compile(r"\\#([0-7]{3})")
 _ITEM_RE = re.compile(r"^(?P<item>[<>ch.][fdLDS][.+?cstpoguax ]{9}) (?P<size>\d+) (?P<path>.+)$")
 _DELETING_RE = re.compile(r"^\*deleting +(?P<size>\d+) (?P<path>.+)$")
@@ -235,13 +236,27 @@ def unescape(name):
     return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), name)
 
 
+def split_link(text, size):
+    """(name, target) of a symlink's ``%n%L`` as rsync printed it (escaped), or None
+    when no split fits: the target is the tail after a " -> " that unescapes to
+    ``size`` bytes (a longer tail is always longer, so at most one fits)."""
+    at = text.find(" -> ")
+    while at >= 0:
+        target = unescape(text[at + 4:])
+        if len(target.encode("utf-8", "surrogateescape")) == size:
+            return unescape(text[:at]), target
+        at = text.find(" -> ", at + 1)
+    return None
+
+
 def parse_itemized(text):
     """Changes listed by ``--out-format=OUT_FORMAT``, in rsync's order.
 
     Returns a list of dicts: ``item`` (the 11-character summary, or ``*deleting``),
     ``path`` (relative to the transfer root, directories end in ``/``), ``type``
     (``file``, ``dir``, ``symlink``, ``device``, ``special``, ``deleted``) and ``size``
-    (bytes, for files the source's size; for links their target's length).
+    (bytes, for files the source's size; for links their target's length); links
+    also have ``target``, as on the source.
     """
     changes = []
     for line in text.splitlines():
@@ -253,9 +268,14 @@ def parse_itemized(text):
         m = _ITEM_RE.match(line)
         if not m:
             continue
-        item, path = m.group("item"), m.group("path")
+        item, path, size = m.group("item"), m.group("path"), int(m.group("size"))
         kind = {"f": "file", "d": "dir", "L": "symlink", "D": "device", "S": "special"}[item[1]]
-        entry = {"item": item, "path": unescape(path), "type": kind, "size": int(m.group("size"))}
+        entry = {"item": item, "path": unescape(path), "type": kind, "size": size}
+        if kind == "symlink":
+            split = split_link(path, size)
+            if split is None:
+                continue  # not a line of OUT_FORMAT
+            entry["path"], entry["target"] = split
         if kind == "dir" and path == "./":
             # The transfer root's own attributes: only a change when it was created.
             if not item.startswith("cd+"):

@@ -16,10 +16,11 @@ description:
     never follows a ref or a snapshot to a missing or half-written blob. Partial files
     stay in a partial directory, never under a final name, and a rerun resumes them.
   - Plans once and publishes exactly the plan. The source's snapshot links and refs are
-    read once, before any content moves (into C(.locks/indextts-sync/plan/) in O(dest),
-    only what differs), and published from there, never from a second look at the live
-    source. Blobs the plan needs that the dry run did not list are fetched too. A source
-    that gains a revision during the run gives the planned state (RV(published_refs)),
+    read once, in a run beside the content's (into C(.locks/indextts-sync/plan/) in
+    O(dest), only what differs), and published from there, never from a second look at
+    the live source. Blobs the plan needs that the dry run did not list are fetched too.
+    A source that gains a revision during the run gives the state the plan read
+    (RV(published_refs); RV(source_moved) says when that is newer than the dry run's),
     the next run the newer one; a source that drops the planned revision fails the run
     with nothing of it published.
   - Seeds a new blob of a new revision from the blob the same file had in an older

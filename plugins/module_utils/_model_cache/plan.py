@@ -81,7 +81,7 @@ def escaping_links(changes):
             bad.append("%s (a link outside snapshots/)" % c["path"])
             continue
         if "target" not in c:
-            continue  # the dry run does not read targets: the plan's links are checked when read
+            continue  # a link whose target rsync did not print (not OUT_FORMAT): nothing to check
         blob = hf.link_target_path(c["path"], c["target"])
         blob_split = hf.split_repo_path(blob) if blob else None
         if not (blob_split and blob_split[0] == split[0] and blob_split[1] == "blobs"

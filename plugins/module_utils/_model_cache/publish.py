@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Publishing: the plan's snapshot links, then its refs, made visible in dest.
 
-The plan was read once from src into the state dir (the transport's fetch_plan);
+The plan was read once from src into the state dir (beside the content, by the transport's fetch_content);
 what is published is exactly that, never a second look at the live src. Before
 anything is published, the plan is checked against dest: a source that moved on in a
 way the plan cannot complete publishes nothing of it.

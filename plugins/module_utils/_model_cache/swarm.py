@@ -81,7 +81,7 @@ class SwarmTransport(RsyncTransport):
         self.staging = os.path.join(state.path, SWARM_DIR)
         self.outcome = None  # what report() says of the swarm; None: there was none
 
-    def fetch_content(self, changes, extra, filters, seeds):
+    def fetch_content(self, changes, extra, filters, seeds, plan_into=None):
         files = [c for c in changes if c["type"] == "file" and plan.stage_of(c) == "content"]
         with open(self.swarm["torrent"], "rb") as f:
             torrent = f.read()
@@ -98,11 +98,10 @@ class SwarmTransport(RsyncTransport):
                 done = set(c["path"] for c in wanted)
                 changes = [c for c in changes if c["path"] not in done]
                 extra = [p for p in extra if p not in done]
-        if changes or extra:
-            # What the torrent does not hold, the seeded blobs, and the directories'
-            # modes and times (the swarm made them, rsync stamps them as on src).
-            moved += super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds)
-        return moved
+        # What the torrent does not hold, the seeded blobs, and the directories' modes
+        # and times (the swarm made them, rsync stamps them as on src); the plan beside.
+        rest, staged = super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds, plan_into)
+        return moved + rest, staged
 
     def fetch_by_swarm(self, torrent, in_torrent, wanted):
         """Fetch ``wanted`` (changes) of the torrent's files ``in_torrent`` from the

@@ -135,26 +135,31 @@ class ModelCacheSync(object):
                    "(a rerun resumes them; remove them to start over)" % (files, held, PARTIAL_DIR)
                    if files else ""))
 
-    # -- stage: the plan read once, seeds, the content -------------------------------------
+    # -- stage: seeds, the content and, beside it, the plan read once ----------------------
     def stage(self):
-        extra = []
-        if plan.has_metadata(self.planned):
-            plan_dir = self.state.fresh_plan_dir()
-            self.staged = publish.read_links(plan_dir, self.transport.fetch_plan(self.filters, plan_dir))
-            self.refuse_escaping(self.staged, "nothing of them was published")
-            extra = plan.missing_blobs(self.dest, self.staged, plan.content_paths(self.planned))
-            self.result["source_moved"] = plan.metadata_entries(self.planned) != plan.metadata_entries(self.staged)
+        """The dry run read every link's target, so escaping links were refused and seeds
+        can be paired before anything is written; the plan (src's snapshot links and
+        refs, read once) then comes in a run beside the content's, not before it."""
+        plan_dir = self.state.fresh_plan_dir() if plan.has_metadata(self.planned) else None
         if self.params["src_host"] and self.params["revision_delta"]:
-            links = self.staged if self.staged is not None else self.planned
             self.seeds, self.result["seeded_blobs"] = seed(
-                self.dest, self.state.seeds, plan.seed_candidates(self.dest, links), self.state.makedirs,
+                self.dest, self.state.seeds, plan.seed_candidates(self.dest, self.planned), self.state.makedirs,
                 self.module.warn)
         # Blobs are hashed while they land (with verify=all, the others after).
         scope = "none" if self.params["verify"] == "none" else "new"
-        self.hasher = verify.BlobHasher(self.dest, verify.blobs_to_verify(
-            self.dest, self.planned + [{"path": p, "type": "file"} for p in extra], scope, self.seeds)).start()
+        self.hasher = verify.BlobHasher(
+            self.dest, verify.blobs_to_verify(self.dest, self.planned, scope, self.seeds)).start()
         self.wrote = True
-        self.collect(self.transport.fetch_content(self.planned, extra, self.filters, self.seeds))
+        moved, staged = self.transport.fetch_content(self.planned, [], self.filters, self.seeds, plan_dir)
+        self.collect(moved)
+        if plan_dir:
+            self.staged = publish.read_links(plan_dir, staged)
+            self.refuse_escaping(self.staged, "nothing of them was published")
+            self.result["source_moved"] = plan.metadata_entries(self.planned) != plan.metadata_entries(self.staged)
+            # src gained a revision between the dry run and the plan: its blobs too.
+            extra = plan.missing_blobs(self.dest, self.staged, plan.content_paths(self.planned))
+            if extra:
+                self.collect(self.transport.fetch_content([], extra, self.filters, self.seeds)[0])
 
     def collect(self, moved):
         """Add the transport's (changes, stats) of some runs to what this run changed."""

@@ -8,11 +8,12 @@ It is the one replaceable part of the sync. The other phases call only:
 
   list_repos()                 repo dirs src holds
   dry_run(filters)             (changes, stats): what a run would change
-  fetch_plan(filters, into)    the plan: src's snapshot links and refs that differ from
-                               dest, read once into ``into``
-  fetch_content(changes, extra, filters, seeds)
+  fetch_content(changes, extra, filters, seeds, plan_into=None)
                                the content of the planned changes and of ``extra`` paths,
-                               as a list of (changes, stats)
+                               as a list of (changes, stats); with ``plan_into``, the
+                               plan as well: src's snapshot links and refs that differ
+                               from dest, read once into that directory alongside the
+                               content, as its list of changes (else None)
   delete_missing(filters)      remove what src no longer has
   close_stale() / close()      leftovers of dead runs / this run's connections
 
@@ -90,15 +91,21 @@ class RsyncTransport(object):
     def dry_run(self, filters):
         return parsed(self.run(self.argv(dry_run=True, filters=filters), "dry run of the sync"))
 
-    def fetch_plan(self, filters, into):
-        out = self.run(self.argv(stage="metadata", filters=filters, into=into),
-                       "planning snapshots and refs (read once from src)")
+    def plan_job(self, filters, into):
+        """The run that reads the plan into ``into``, as a job of run_many."""
+        return (self.argv(stage="metadata", filters=filters, into=into),
+                "planning snapshots and refs (read once from src)", None)
+
+    @staticmethod
+    def planned_links(out):
+        """The plan's entries, from the output of plan_job's run."""
         return [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
 
-    def fetch_content(self, changes, extra, filters, seeds):
+    def fetch_content(self, changes, extra, filters, seeds, plan_into=None):
         """The content of the planned changes (and ``extra`` paths) in parallel runs
-        (plan.content_runs); ``seeds``: the state dir holds seeds this run's new blobs
-        take as their delta basis."""
+        (plan.content_runs), and the plan into ``plan_into`` in a run beside them;
+        ``seeds``: the state dir holds seeds this run's new blobs take as their delta
+        basis. Returns (the content runs' (changes, stats), the plan's changes or None)."""
         # With link_dest the dry run does not list what rsync will hard-link from the
         # basis, so the run that may create such files walks the tree.
         runs, _deleting = plan.content_runs(changes, extra, self.streams, walk_first=bool(self.params["link_dest"]))
@@ -115,7 +122,11 @@ class RsyncTransport(object):
             else:
                 argv = self.argv(stage="content", files_from=True, block_size=block_size, shared=i == 0)
             jobs.append((argv, what, paths))
-        return [parsed(out) for out in self.run_many(jobs)] if jobs else []
+        if plan_into:
+            jobs.append(self.plan_job(filters, plan_into))
+        outs = self.run_many(jobs) if jobs else []
+        staged = self.planned_links(outs.pop()) if plan_into else None
+        return [parsed(out) for out in outs], staged
 
     def report(self):
         """What the result says of this transport beyond runs and attempts."""

@@ -60,19 +60,49 @@ def test_parse_itemized_root_attributes_alone_are_no_change():
 
 
 def test_parse_itemized_takes_names_as_rsync_escapes_them():
-    """Captured from rsync 3.x (--out-format='%i %l %n' --8-bit-output): UTF-8 as is, a tab
-    as is, a newline as \\#012, a control character as \\#001, a backslash before '#' as
-    \\#134, and ' -> ' is part of a name."""
+    """As rsync 3.x prints them (--out-format='%i %l %n%L' --8-bit-output): UTF-8 as is, a
+    tab as is, a newline as \\#012, a control character as \\#001, a backslash before '#'
+    as \\#134, and ' -> ' is part of a name, and of a link's target, whose length splits it."""
     text = (">f+++++++++ 1 a -> b.bin\n"
             ">f+++++++++ 1 back\\#134#001lit.bin\n"
             ">f+++++++++ 1 ctl\\#001x.bin\n"
-            "cL+++++++++ 13 link -> odd\n"
+            "cL+++++++++ 11 link -> odd -> x -> ../y\\#012z\n"
             ">f+++++++++ 1 new\\#012line.bin\n"
             ">f+++++++++ 1 tab\tname.bin\n"
             ">f+++++++++ 1 \u00fcn\u00efcode.bin\n")
-    assert [c["path"] for c in _rsync.parse_itemized(text)] == [
+    changes = _rsync.parse_itemized(text)
+    assert [c["path"] for c in changes] == [
         "a -> b.bin", "back\\#001lit.bin", "ctl\x01x.bin", "link -> odd", "new\nline.bin", "tab\tname.bin",
         "\u00fcn\u00efcode.bin"]
+    assert changes[3]["target"] == "x -> ../y\nz"
+
+
+ODD_NAMES = ["plain", "a -> b", "new\nline", "tab\tname", "ctl\x01x", "back\\#001lit", "\u00fcn\u00efcode",
+             "ends with ->", " -> "]
+
+
+@pytest.mark.parametrize("target", ODD_NAMES + ["../../blobs/" + "ab" * 32, "x -> y -> z"])
+def test_parse_itemized_splits_links_real_rsync_printed(tmp_path, target):
+    """Real rsync's dry run of links whose names and targets hold anything a name can:
+    each comes back as it is on disk, name and target apart."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, name in enumerate(ODD_NAMES):
+        os.symlink(target, str(src / name))
+        (src / ("file %d%s" % (i, name))).write_text("x")
+    argv = _rsync.build_argv("rsync", str(src) + "/", str(tmp_path / "dst"), dry_run=True, preserve_owner=False)
+    out = subprocess.run(argv, check=True, capture_output=True).stdout.decode("utf-8", "surrogateescape")
+    changes = _rsync.parse_itemized(out)
+    links = sorted((c["path"], c["target"]) for c in changes if c["type"] == "symlink")
+    assert links == sorted((name, target) for name in ODD_NAMES)
+    files = sorted(c["path"] for c in changes if c["type"] == "file")
+    assert files == sorted("file %d%s" % (i, name) for i, name in enumerate(ODD_NAMES))
+
+
+def test_parse_itemized_skips_a_link_line_no_split_fits():
+    """A line that looks like a link but whose tail has no target of the length given is
+    not rsync's: it is left out, not half-read."""
+    assert _rsync.parse_itemized("cL+++++++++ 40 name -> short\ncL+++++++++ 7 no arrow\n") == []
 
 
 def test_parse_itemized_keeps_names_that_begin_with_digits_and_spaces():

@@ -30,7 +30,10 @@ def test_case(case, tmp_path):
     ctl.mkdir()
     names = {"dest": str(dest), "file": str(tmp_path / "file"), "tmp": str(tmp_path), "ctl": str(ctl)}
     case = expand(case, names)
+    # The SSH control directories of dead runs are looked for in the test's own
+    # directory: other runs on this machine may leave theirs in /tmp.
     with mock.patch.object(transport.tempfile, "mkdtemp", return_value=str(ctl)), \
+            mock.patch.object(transport.tempfile, "gettempdir", return_value=str(tmp_path)), \
             mock.patch.object(transport, "read_cpuinfo", return_value=case.get("cpuinfo", "")):
         result, failed, commands = run_module(
             model_cache_sync.main, case["input"], case.get("commands", ()),

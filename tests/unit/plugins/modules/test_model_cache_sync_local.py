@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from unittest import mock
 
@@ -148,12 +149,17 @@ def test_blobs_then_snapshots_then_refs(src, tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
-    # The plan (src's snapshot links and refs, read once into the state dir) changes
-    # nothing a reader sees; then content, then the plan's snapshots, then its refs.
-    assert seen == [(False, False, False), (True, False, False), (True, True, False), (True, True, True)]
-    assert [r["run"] for r in result["stats"]["runs"]] == [
-        "dry run of the sync", "planning snapshots and refs (read once from src)", "sync (content stage)",
-        "publishing the planned snapshots", "publishing the planned refs"]
+    # The content's run and the plan's beside it (src's snapshot links and refs, read
+    # once into the state dir) change no snapshot or ref a reader sees, in whichever
+    # order they end; then the plan's snapshots are published, then its refs.
+    transfers, published = seen[:-2], seen[-2:]
+    assert len(transfers) == 2 and all(not snap and not ref for _blob, snap, ref in transfers), seen
+    assert transfers[-1] == (True, False, False), seen
+    assert published == [(True, True, False), (True, True, True)]
+    runs = [r["run"] for r in result["stats"]["runs"]]
+    assert runs[0] == "dry run of the sync"
+    assert sorted(runs[1:3]) == ["planning snapshots and refs (read once from src)", "sync (content stage)"]
+    assert runs[3:] == ["publishing the planned snapshots", "publishing the planned refs"]
     assert result["source_moved"] is False
     assert_hub_reads_offline(str(dest / "hf_cache"))
 
@@ -276,7 +282,10 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
     dest = tmp_path / "dest"
 
     def probe(argv):
-        found = tree(dest)
+        # names only (the other run may still be renaming its temporary files), and
+        # not the plan's in the state dir
+        found = [os.path.join(d, n) for d, dirs, files in os.walk(str(dest)) for n in dirs + files
+                 if not os.path.relpath(d, str(dest)).startswith(os.path.dirname(state.STATE_DIR))]
         return (argv is None or "--recursive" in argv,
                 any("/blobs/" in p for p in found),
                 any("/snapshots/" in p for p in found),
@@ -284,10 +293,13 @@ def test_large_first_sync_walks_each_stage_in_order(tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe)
     assert not failed, result
-    # The plan walks src's metadata once; content walks (over the limit); the plan's
-    # snapshots, then its refs, are published from the state dir (renames).
-    assert seen == [(True, False, False, False), (True, True, False, False), (True, True, True, False),
-                    (True, True, True, True)]
+    # The plan walks src's metadata once, beside the content's walk (over the limit);
+    # once both are done the blobs are in and no snapshot or ref; the plan's snapshots,
+    # then its refs, are published from the state dir (renames).
+    transfers, published = seen[:-2], seen[-2:]
+    assert len(transfers) == 2 and all(walk and not snap and not ref for walk, _blobs, snap, ref in transfers), seen
+    assert transfers[-1] == (True, True, False, False)
+    assert published == [(True, True, True, False), (True, True, True, True)]
     assert_hub_reads_offline(str(dest / "hf_cache"))
     assert sync(src, dest)[0]["changed"] is False
 
@@ -303,9 +315,9 @@ def test_parallel_runs_share_out_large_files_and_move_each_file_once(tmp_path):
 
     result, failed, seen = sync_observing(src, dest, probe, streams=3)
     assert not failed, result
-    # the plan walks src's metadata; three content runs each send their list of paths;
-    # snapshots and refs are published from the plan (renames, no rsync)
-    assert seen == [0, 1, 1, 1, None, None]
+    # the plan walks src's metadata beside three content runs that each send their list
+    # of paths; snapshots and refs are published from the plan (renames, no rsync)
+    assert sorted(seen[:-2]) == [0, 1, 1, 1] and seen[-2:] == [None, None]
     content = sorted(r["run"] for r in result["stats"]["runs"] if "content" in r["run"])
     assert content == ["sync (content stage, run %d of 3)" % i for i in (1, 2, 3)]
     regular = [p for p, v in tree(src).items() if isinstance(v, tuple) and os.path.isfile(os.path.join(src, p))]
@@ -470,19 +482,21 @@ def test_links_that_leave_the_repo_are_refused_and_nothing_is_written(src, tmp_p
     assert failed
     assert result["msg"].startswith("src %s on this host holds links inside Hugging Face repos that the cache "
                                     "layout does not have, which would reach outside dest: " % src)
-    assert result["escaping_links"] == ["%s/blobs/sub (a link outside snapshots/)" % W2V]
+    # The dry run reads every link's target: all three are refused before anything moves.
+    snapshot_links = ["%s/snapshots/%s/evil.bin -> ../../blobs/sub/x" % (W2V, snap.name),
+                      "%s/snapshots/%s/passwd -> ../../../../../../../etc/passwd" % (W2V, snap.name)]
+    assert sorted(result["escaping_links"]) == sorted(["%s/blobs/sub (a link outside snapshots/)" % W2V]
+                                                      + snapshot_links)
     assert result["changed"] is False
     assert os.listdir(str(outside)) == []
     assert not (dest / W2V).exists()
-    # Without the directory link, the snapshot links alone: refused from the plan, which
-    # reads each link as it is (no parsing of rsync's output), before any content moves.
+    # Without the directory link, the snapshot links alone: refused as well, with the
+    # targets as they are on disk (the name and target split by the target's length).
     os.unlink(str(repo / "blobs" / "sub"))
     result, failed = sync(src, dest)
     assert failed
-    assert sorted(result["escaping_links"]) == sorted([
-        "%s/snapshots/%s/evil.bin -> ../../blobs/sub/x" % (W2V, snap.name),
-        "%s/snapshots/%s/passwd -> ../../../../../../../etc/passwd" % (W2V, snap.name)])
-    assert "nothing of them was published" in result["msg"]
+    assert sorted(result["escaping_links"]) == sorted(snapshot_links)
+    assert "nothing was changed" in result["msg"]
     assert result["changed"] is False
     assert os.listdir(str(outside)) == []
     assert not (dest / W2V).exists()
@@ -547,11 +561,13 @@ def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp
                       capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     real_run = basic.AnsibleModule.run_command
+    once = threading.Lock()  # the content's run and the plan's start at once
 
     def fill_then_run(module, args, **kwargs):
-        if "--dry-run" not in args and not (small / "filler").exists():
-            st = os.statvfs(str(small))
-            (small / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 2 * 1024 * 1024))
+        with once:
+            if "--dry-run" not in args and not (small / "filler").exists():
+                st = os.statvfs(str(small))
+                (small / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 2 * 1024 * 1024))
         return real_run(module, args, **kwargs)
 
     try:
@@ -563,27 +579,48 @@ def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp
         assert "are free now, and partial files of interrupted transfers hold" in result["msg"]
         assert result["changed"] is True
         assert not (small / "cache" / W2V / "refs").exists()
+        # The other writer gives its space back and the filesystem grows: a rerun
+        # completes, resuming what the partial files hold, and leaves none behind.
+        (small / "filler").unlink()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+        result, failed = sync(src, small / "cache")
+        assert not failed, result
+        assert_hub_reads_offline(str(small / "cache" / "hf_cache"))
+        assert files_and_links(small / "cache") == files_and_links(src)
+        assert [p for p in tree(small / "cache") if state.PARTIAL_DIR in p] == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
 
 
-def sync_changing_src_before_content(src, dest, change):
-    """sync() with change() applied to src just before the content stage starts: after
-    the plan read src's snapshot links and refs (a scheduled re-sync overlapping an
-    update of golden)."""
+def sync_changing_src(src, dest, change, when="after the plan"):
+    """sync() with change() applied to src "after the plan" read src's snapshot links
+    and refs, the content's runs held back until then (a scheduled re-sync overlapping
+    an update of golden), or "before the plan": between the dry run and the runs of
+    the plan and the content, which start together."""
     real_run = basic.AnsibleModule.run_command
-    plan_dir = os.path.join(str(dest), state.STATE_DIR, state.PLAN_DIR)
     done = []
+    once = threading.Lock()
+    plan_read = threading.Event()
 
     def run(module, args, **kwargs):
-        if (not done and "--dry-run" not in args and not any(a.startswith("--compare-dest=") for a in args)
-                and not any(a.startswith(plan_dir) for a in args)):
+        if "--dry-run" in args:
+            return real_run(module, args, **kwargs)
+        is_plan = any(a.startswith("--compare-dest=") for a in args)
+        with once:
+            if when == "before the plan" and not done:
+                done.append(change())
+        if not is_plan:
+            assert plan_read.wait(60), "the plan's run never ended"
+            return real_run(module, args, **kwargs)
+        out = real_run(module, args, **kwargs)
+        if when == "after the plan":
             done.append(change())
-        return real_run(module, args, **kwargs)
+        plan_read.set()
+        return out
 
     with mock.patch.object(basic.AnsibleModule, "run_command", run):
         result, failed = sync(src, dest)
-    assert done, "the content stage never started"
+    assert done, "the plan's run never started"
     return result, failed
 
 
@@ -598,7 +635,7 @@ def test_a_source_that_gains_a_revision_mid_run_gives_the_planned_state_then_the
     dest = tmp_path / "dest"
     assert not sync(src, dest)[1]
     rev2 = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
-    result, failed = sync_changing_src_before_content(
+    result, failed = sync_changing_src(
         src, dest, lambda: make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5"))
     assert not failed, result
     rev3_commit = read_ref(src, W2V)
@@ -611,6 +648,26 @@ def test_a_source_that_gains_a_revision_mid_run_gives_the_planned_state_then_the
     assert not failed, result
     assert read_ref(dest, W2V) == rev3_commit
     assert_hub_reads_offline(str(dest / "hf_cache"))
+
+
+def test_a_source_that_gains_a_revision_before_the_plan_is_read_gives_the_new_one_whole(src, tmp_path):
+    """src moves on between the dry run and the plan: the plan names a snapshot whose
+    blobs the dry run never listed; they are fetched too, and the newer state is
+    published whole, saying the source moved."""
+    dest = tmp_path / "dest"
+    assert not sync(src, dest)[1]
+    rev2 = make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5")
+    result, failed = sync_changing_src(
+        src, dest, lambda: make_cache(src, "--new-revision", "facebook/w2v-bert-2.0", "--change-percent", "5"),
+        when="before the plan")
+    assert not failed, result
+    rev3_commit = read_ref(src, W2V)
+    assert rev3_commit != rev2["commit"]
+    assert result["published_refs"] == {W2V + "/refs/main": rev3_commit}
+    assert result["source_moved"] is True
+    assert read_ref(dest, W2V) == rev3_commit
+    assert_hub_reads_offline(str(dest / "hf_cache"))
+    assert sync(src, dest)[0]["changed"] is False
 
 
 def test_a_source_that_drops_the_planned_revision_mid_run_publishes_nothing_of_it(src, tmp_path):
@@ -631,7 +688,7 @@ def test_a_source_that_drops_the_planned_revision_mid_run_publishes_nothing_of_i
         os.unlink(new_blob)
         (src / W2V / "refs" / "main").write_text(rev2["old_commit"])
 
-    result, failed = sync_changing_src_before_content(src, dest, withdraw)
+    result, failed = sync_changing_src(src, dest, withdraw)
     assert failed
     assert "a file of this run's plan, is gone from src on this host: src changed during the sync" in result["msg"]
     assert read_ref(dest, W2V) == rev2["old_commit"]
