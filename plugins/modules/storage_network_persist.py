@@ -183,6 +183,7 @@ from ansible_collections.indextts.deploy.plugins.module_utils._netpersist import
 from ansible_collections.indextts.deploy.plugins.module_utils._netpersist.ifupdown import Ifupdown
 from ansible_collections.indextts.deploy.plugins.module_utils._netpersist.networkd import Networkd
 from ansible_collections.indextts.deploy.plugins.module_utils._netpersist.networkmanager import NetworkManager
+from ansible_collections.indextts.deploy.plugins.module_utils._paths import error_text
 
 ROOT = "/"  # tests point it at a temporary directory
 
@@ -234,23 +235,25 @@ class Persist(object):
 
     # -- apply -----------------------------------------------------------------------
     def apply(self, plans):
-        done = []
-        files = [c.as_dict() for _p, changes, _c in plans for c in changes]
+        """Write each provider's files, then run its commands; on a failure, stop naming
+        it, with the files written so far (RV(changes)) and the commands run."""
+        done, written = [], []
         for provider, changes, commands in plans:
             for c in changes:
                 try:
                     write_file(c.path, c.after, c.mode)
                 except OSError as e:
-                    self.module.fail_json(msg="%s: could not write %s (%s) for %s; fix the cause and rerun, the files "
-                                              "already written are listed in changes" % (provider.name, c.path, e,
-                                                                                         c.reason),
-                                          changes=files, interfaces=self.interfaces)
+                    self.module.fail_json(msg="%s: could not write %s (%s) for %s; fix the cause and rerun (the files "
+                                              "written before it are listed in changes)"
+                                              % (provider.name, c.path, error_text(e), c.reason),
+                                          changes=written, commands=done, interfaces=self.interfaces)
+                written.append(c.as_dict())
             try:
                 done += provider.activate(commands)
             except RuntimeError as e:
                 self.module.fail_json(msg="%s: the files are written, but telling it failed: %s; see "
                                           "journalctl -u NetworkManager" % (provider.name, e),
-                                      changes=files, commands=done, interfaces=self.interfaces)
+                                      changes=written, commands=done, interfaces=self.interfaces)
         return done
 
     def main(self):

@@ -173,11 +173,20 @@ def test_backend_none_probes_nothing_and_keeps_nothing(ifupdown_host):
     assert (ifupdown_host / "etc/network/interfaces").read_text() == INTERFACES
 
 
-def test_a_file_it_cannot_write_fails_naming_it(ifupdown_host):
-    with mock.patch("ansible_collections.indextts.deploy.plugins.modules.storage_network_persist.write_file",
-                    side_effect=PermissionError(13, "Permission denied")):
+def test_a_file_it_cannot_write_fails_naming_it_and_the_files_written_before(ifupdown_host):
+    real = storage_network_persist.write_file
+    interfaces = str(ifupdown_host / "etc/network/interfaces")
+
+    def write_file(path, content, mode):
+        if path != interfaces:
+            raise PermissionError(13, "Permission denied")
+        real(path, content, mode)
+
+    with mock.patch.object(storage_network_persist, "write_file", side_effect=write_file):
         result, failed = persist(ifupdown_host, VLAN, [networkctl("eth0"), NM_NOT_RUNNING])
     assert failed
-    assert result["msg"] == ("ifupdown: could not write %s ([Errno 13] Permission denied) for mtu in the stanzas of "
-                             "eth0; fix the cause and rerun, the files already written are listed in changes"
-                             % (ifupdown_host / "etc/network/interfaces"))
+    assert result["msg"] == ("ifupdown: could not write %s/etc/network/interfaces.d/indextts-storage-eth0-100 "
+                             "(Permission denied (EACCES)) for VLAN eth0.100 (id 100, MTU 9000, address 10.98.100.10/24); "
+                             "fix the cause and rerun (the files written before it are listed in changes)" % ifupdown_host)
+    assert [c["path"] for c in result["changes"]] == [interfaces]
+    assert result["interfaces"][0]["backend"] == "ifupdown"
