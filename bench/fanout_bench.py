@@ -106,22 +106,6 @@ def tree(root):
     return found
 
 
-def descendants(root):
-    """Every process below root (from /proc), children first."""
-    parent = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = [], [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parent.items() if ppid in frontier]
-        found += frontier
-    return found
-
-
 def reap():
     """Collect orphans that died after being reparented to this process."""
     while True:
@@ -239,7 +223,7 @@ class Lab:
             shutil.rmtree(os.path.dirname(self.cache[node]), ignore_errors=True)
             os.makedirs(os.path.dirname(self.cache[node]))
 
-    def down(self):
+    def down(self, sshd_server):
         """Only what this lab made: its processes (by their own session), its sshds, its namespaces."""
         for proc in self.procs:
             if proc.poll() is None:
@@ -252,7 +236,7 @@ class Lab:
             sshd.stop()
         # What those left behind, reparented to this process (a child subreaper, see
         # main): sshd sessions, ssh control masters that daemonised themselves.
-        for pid in descendants(os.getpid()):
+        for pid in sshd_server.descendants(os.getpid()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -313,13 +297,12 @@ def run_p2p(lab, args, tag, nodes):
 def make_golden(lab, args, log):
     out = sh([sys.executable, MAKE_CACHE, lab.cache["golden"], "--weights-mb", str(args.weights_mb),
               "--small-files", str(args.small_files)], timeout=600)
-    log("golden's cache: %s" % out.strip()[:300])
+    log("golden's cache made: %s" % " ".join(json.dumps(json.loads(out), sort_keys=True).split())[:200])
     torrent_args = {"path": lab.cache["golden"], "torrent": os.path.join(lab.workdir, "golden", "cache.torrent")}
     if args.piece_kib:
         torrent_args["piece_size"] = args.piece_kib * 1024
     started = time.monotonic()
-    (_, (_, made)), = lab.wait([lab.start("golden", "cache_torrent", torrent_args, "cache_torrent")],
-                               started).items()
+    made = lab.wait([lab.start("golden", "cache_torrent", torrent_args, "cache_torrent")], started)["golden"][1]
     return time.monotonic() - started, made
 
 
@@ -456,7 +439,7 @@ def main():
         return 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        lab.down()
+        lab.down(sshd_server)
         if args.keep:
             print("kept %s" % workdir, file=sys.stderr)
         else:

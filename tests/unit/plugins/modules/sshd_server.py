@@ -24,6 +24,22 @@ def free_port(address="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def descendants(root):
+    """The pids of every process below root, from /proc, nearest first."""
+    parent = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parent.items() if ppid in frontier]
+        found += frontier
+    return found
+
+
 class Sshd:
     """sshd -D on ``address``:``port`` (a free port of 127.0.0.1 unless told), in the
     namespace ``netns`` when given; logins as root with ``key`` only."""
@@ -69,19 +85,7 @@ class Sshd:
     def sessions(self):
         """The pids of this sshd's descendants: each connection's monitor and its session
         child (which sets up a session of its own, so not in the listener's process group)."""
-        parent = {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        found, frontier = [], [self.proc.pid]
-        while frontier:
-            children = [pid for pid, ppid in parent.items() if ppid in frontier]
-            found += children
-            frontier = children
-        return found
+        return descendants(self.proc.pid)
 
     def stop(self):
         """The listener and the sessions it still serves: a session whose client's
