@@ -10,8 +10,6 @@ left behind. sshd's log (LogLevel DEBUG1) is the witness.
 """
 
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,61 +19,12 @@ import pytest
 from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, state, transport
 
+from sshd_server import SSHD, Sshd
 from test_model_cache_sync_local import (assert_hub_reads_offline, files_and_links, make_cache,
                                          resume_a_killed_runs_temporary_file, sync, tree)
 
-SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin")
-
 pytestmark = pytest.mark.skipif(SSHD is None or os.geteuid() != 0,
                                 reason="needs sshd (openssh-server; .ci/host-setup.sh installs it) and root")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sshd:
-    def __init__(self, workdir):
-        self.dir = workdir
-        self.port = free_port()
-        self.log = workdir / "sshd.log"
-        self.key = workdir / "client_ed25519"
-        self.known_hosts = workdir / "known_hosts"
-        for name in ("host_ed25519", "client_ed25519"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True)
-        (workdir / "authorized_keys").write_text((workdir / "client_ed25519.pub").read_text())
-        host_key = (workdir / "host_ed25519.pub").read_text().split()[:2]
-        self.known_hosts.write_text("[127.0.0.1]:%d %s\n" % (self.port, " ".join(host_key)))
-        (workdir / "sshd_config").write_text("\n".join([
-            "Port %d" % self.port, "ListenAddress 127.0.0.1",
-            "HostKey %s" % (workdir / "host_ed25519"),
-            "AuthorizedKeysFile %s" % (workdir / "authorized_keys"),
-            "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password", "PidFile %s" % (workdir / "sshd.pid"),
-            "LogLevel DEBUG1", "MaxStartups 20", ""]))
-        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
-        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(workdir / "sshd_config"), "-E", str(self.log)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("sshd did not listen on 127.0.0.1:%d: %s" % (self.port, self.log.read_text()))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-    def log_lines(self):
-        return self.log.read_text().splitlines()
-
-    def params(self):
-        return {"src_host": "127.0.0.1", "src_user": "root", "ssh_port": self.port,
-                "ssh_key": str(self.key), "known_hosts": str(self.known_hosts)}
 
 
 @pytest.fixture(scope="module")
