@@ -399,6 +399,12 @@ def main():
                        "cpu_busy": round(1 - idle / float(total), 3) if total else None,
                        "done_at": dict((h, t) for h, (t, _r) in sorted(results.items())),
                        "swarm": dict((h, r.get("swarm")) for h, (_t, r) in results.items() if "swarm" in r),
+                       # each node's seconds in its transport (p2p: the swarm and the rsync dry run, plan, links)
+                       # and verifying blobs; the rest of done_at is module start, publishing, lingering
+                       "transport_seconds": dict((h, r["stats"].get("elapsed")) for h, (_t, r)
+                                                 in results.items() if "stats" in r),
+                       "verify_seconds": dict((h, r["stats"].get("verify_seconds")) for h, (_t, r)
+                                              in results.items() if "stats" in r),
                        "seeder": dict((k, v) for k, v in results.get("golden", (0, {}))[1].items()
                                       if k in ("outcome", "uploaded", "seconds", "peers_missing"))}
                 fallbacks = [h for h, s in row["swarm"].items() if s and s.get("fallback")]
