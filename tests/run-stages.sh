@@ -14,13 +14,13 @@ usual() {
         lint) echo "about 1 min" ;;
         build) echo "about 30 s" ;;
         sanity) echo "about 1-2 min" ;;
-        unit) echo "about 2 min (real rsync, sshd, pip)" ;;
+        unit) echo "about 3 min (real rsync, sshd, pip, libtorrent)" ;;
         integration) echo "about 12 min (the real IndexTTS2 started about 45 times, both pins)" ;;
-        molecule/cache_sync) echo "about 8-9 min (rsync fan-out and faults, then the p2p swarm pass)" ;;
+        molecule/cache_sync) echo "about 7-9 min (rsync fan-out and faults, then the p2p swarm pass)" ;;
         molecule/guest) echo "about 22 min (a Debian guest under QEMU without KVM: boot, reboot)" ;;
-        molecule/iscsi_target) echo "about 2 min" ;;
-        molecule/default) echo "about 19 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
-        molecule/storage_network) echo "about 3 min" ;;
+        molecule/iscsi_target) echo "about 1-2 min" ;;
+        molecule/default) echo "about 14-19 min (golden builds the real IndexTTS2; verify starts it repeatedly)" ;;
+        molecule/storage_network) echo "about 4 min (networkd, NetworkManager, ifupdown)" ;;
         *) echo "(no time on record)" ;;
     esac
 }
