@@ -18,8 +18,9 @@ description:
     C(/etc/network/interfaces) (or a file it sources) has a stanza for it, else none."
   - "systemd-networkd: a drop-in C(/etc/systemd/network/<file>.d/50-indextts-storage-mtu.conf)
     for the interface's C(.network) file (C([Link] MTUBytes=), and C([Network] VLAN=) naming
-    its VLAN), and for a VLAN C(40-indextts-<name>.<vlan>.netdev) and C(.network) in
-    C(/etc/systemd/network). networkd is not reloaded (that would reconfigure the storage
+    its VLAN), and for a VLAN C(00-indextts-<name>.<vlan>.netdev) and C(.network) in
+    C(/etc/systemd/network), named to sort before the parent's file, which may match the
+    VLAN too by its MAC address (networkd applies the first matching file). networkd is not reloaded (that would reconfigure the storage
     links); it reads the files at its next start."
   - "NetworkManager: C(mtu=) in the keyfile of the profile active on the interface, every
     other line kept; for a VLAN a keyfile of its own,

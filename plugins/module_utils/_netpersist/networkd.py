@@ -11,6 +11,12 @@ The drop-in goes to ``/etc/systemd/network/<file>.d/``, which networkd reads for
 package, the drop-in in ``/etc`` is kept. The parent's ``VLAN=`` line is what makes
 networkd create the VLAN at boot: a ``.netdev`` alone is not enough.
 
+The VLAN's files are named ``00-indextts-<vlan>``: networkd configures a link with the first
+``.network`` file, in lexical order over all its directories, whose ``[Match]`` fits, and a
+VLAN has its parent's MAC address, so a parent's file that matches by ``MACAddress=`` (as
+cloud-init's and the guest lab's do) matches the VLAN too. Named ``40-`` (before 2026-12-02)
+the VLAN lost to the guest's ``20-storage1.network`` and came up with its parent's address.
+
 networkd is not reloaded: ``networkctl reload`` reconfigures every link whose files
 changed, which drops its addresses for a moment (and storage sessions with them).
 The role sets the MTU and creates the VLAN now with ``ip``; networkd applies the
@@ -23,6 +29,8 @@ import re
 from ansible_collections.indextts.deploy.plugins.module_utils._netpersist import MARK, change, under
 
 DROPIN = "50-indextts-storage-mtu.conf"
+# Before any file that may match the VLAN by its MAC address: see above.
+VLAN_PREFIX = "00-indextts-"
 NETWORK_DIR = "/etc/systemd/network"
 _NETWORK_FILE = re.compile(r"^\s*Network File: (/\S+)\s*$", re.M)
 
@@ -69,7 +77,7 @@ class Networkd(object):
         base = os.path.basename(network_file)
         paths = {"dropin": under(self.root, "%s/%s.d/%s" % (NETWORK_DIR, base, DROPIN))}
         if link.vlan:
-            stem = "%s/40-indextts-%s" % (NETWORK_DIR, link.vlan_name)
+            stem = "%s/%s%s" % (NETWORK_DIR, VLAN_PREFIX, link.vlan_name)
             paths.update(netdev=under(self.root, stem + ".netdev"), network=under(self.root, stem + ".network"))
         return paths
 

@@ -166,8 +166,8 @@ def test_networkd_writes_a_dropin_and_the_vlan_files_then_nothing(tmp_path):
     assert [(c.path[len(base) + 1:], c.mode, c.before) for c in changes] == [
         ("20-storage1.network.d/50-indextts-storage-mtu.conf", 0o644, None),
         ("10-netplan-ens5.network.d/50-indextts-storage-mtu.conf", 0o644, None),
-        ("40-indextts-ens5.100.netdev", 0o644, None),
-        ("40-indextts-ens5.100.network", 0o644, None)]
+        ("00-indextts-ens5.100.netdev", 0o644, None),
+        ("00-indextts-ens5.100.network", 0o644, None)]
     assert [c.after for c in changes] == [
         "# indextts.deploy storage_network: jumbo frames on the storage network\n[Link]\nMTUBytes=9000\n",
         "# indextts.deploy storage_network: jumbo frames on the storage network\n[Link]\nMTUBytes=9000\n"
@@ -462,3 +462,15 @@ def test_a_file_nmcli_could_not_load_is_a_failure_though_nmcli_exits_0(tmp_path)
         p.activate([["nmcli", "connection", "load", path]])
     assert str(e.value) == ("nmcli connection load %s: NetworkManager refused the file (Could not load file '%s'); "
                             "its journal names the reason" % (path, path))
+
+
+@pytest.mark.parametrize("parent", ["10-netplan-ens4.network", "20-storage1.network", "50-cloud-init.network",
+                                    "99-default.network"])
+def test_networkd_vlan_file_sorts_before_a_parent_file_that_matches_it_by_mac(parent):
+    # networkd applies the first matching .network file in lexical order, and a VLAN has its
+    # parent's MAC: the guest's 20-storage1.network (MACAddress=) gave ens4.100 ens4's address
+    # while the VLAN's file was named 40-.
+    p = networkd.Networkd(Runs(), "/")
+    (link,) = links({"name": "ens4", "vlan": 100, "vlan_address": "10.99.100.2/24"})
+    paths = p.paths(link, "/run/systemd/network/" + parent)
+    assert os.path.basename(paths["network"]) < parent
