@@ -22,6 +22,7 @@ peer-to-peer transport (swarm.py) is this one with another fetch_content."""
 
 import os
 import re
+import stat
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,14 @@ class RsyncFailure(object):
 
     def __init__(self, msg, rc, stderr, attempts):
         self.msg, self.rc, self.stderr, self.attempts = msg, rc, stderr, attempts
+
+
+def unlink_if_there(path):
+    """Remove path; one already gone (another process removed it) is not an error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def parsed(out):
@@ -274,8 +283,8 @@ class RsyncTransport(object):
         if os.path.exists(sock):
             ssh = self.module.get_bin_path("ssh") or "ssh"
             self.module.run_command([ssh, "-o", "ControlPath=%s" % sock, "-O", "exit", host])
-        if os.path.lexists(sock):
-            os.unlink(sock)
+        # The exiting master unlinks its socket too, at a moment of its own.
+        unlink_if_there(sock)
 
     def close(self):
         """Close the shared SSH connection and remove its directory."""
@@ -283,6 +292,18 @@ class RsyncTransport(object):
             return
         try:
             self.exit_master(os.path.join(self.control_dir, "ssh"), self.host)
+            # ssh binds a master's socket under a temporary name beside ControlPath and
+            # then renames it; a master racing another one may leave that name behind.
+            # The directory is this run's own (mkdtemp): its sockets go with it.
+            for name in os.listdir(self.control_dir):
+                path = os.path.join(self.control_dir, name)
+                try:
+                    is_socket = stat.S_ISSOCK(os.lstat(path).st_mode)
+                except FileNotFoundError:
+                    continue
+                if name.startswith("ssh") and is_socket:
+                    unlink_if_there(path)
             os.rmdir(self.control_dir)
+            self.control_dir = None
         except OSError as e:
             self.module.warn("could not remove the SSH control directory %s: %s" % (self.control_dir, e))
