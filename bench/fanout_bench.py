@@ -386,7 +386,7 @@ def main():
                 elif method == "waves":
                     started, results = run_waves(lab, fanout, args, tag)
                 else:
-                    started, results = run_p2p(lab, args, tag, lab.nodes if method == "p2p" else ["node1"])
+                    started, results = run_p2p(lab, args, tag, ["node1"] if method == "p2p one" else lab.nodes)
                 nodes_done = max(t for h, (t, _r) in results.items() if h != "golden")
                 sent1, cpu1 = lab.sent(), cpu_times()
                 total, idle = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
@@ -403,6 +403,9 @@ def main():
                        # and verifying blobs; the rest of done_at is module start, publishing, lingering
                        "transport_seconds": dict((h, r["stats"].get("elapsed")) for h, (_t, r)
                                                  in results.items() if "stats" in r),
+                       # each node's rsync runs and swarm, by name and seconds, in the order they ended
+                       "node_runs": dict((h, r["stats"].get("runs")) for h, (_t, r) in results.items()
+                                         if "stats" in r),
                        "verify_seconds": dict((h, r["stats"].get("verify_seconds")) for h, (_t, r)
                                               in results.items() if "stats" in r),
                        "seeder": dict((k, v) for k, v in results.get("golden", (0, {}))[1].items()

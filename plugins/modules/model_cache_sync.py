@@ -333,6 +333,14 @@ swarm:
     downloaded:
       description: Payload bytes downloaded from peers.
       type: int
+    redundant:
+      description:
+        - Of RV(swarm.downloaded), the blocks that arrived twice (requested from a second
+          peer in libtorrent's end game, or after a request timed out).
+      type: int
+    failed:
+      description: Of RV(swarm.downloaded), the pieces that failed their hash check.
+      type: int
     uploaded:
       description: Payload bytes this host sent to peers.
       type: int
@@ -342,6 +350,12 @@ swarm:
     seconds:
       description: Time from joining the swarm to having every file.
       type: float
+    land_seconds:
+      description: Time to put the downloaded files under their final names (each one synced to disk first).
+      type: float
+    linger_seconds:
+      description: Time this node went on seeding to the others once it had every file.
+      type: float
     peers:
       description: The peers given.
       type: list
@@ -349,8 +363,9 @@ swarm:
     fallback:
       description: Why rsync fetched the content instead, or V(null).
       type: str
-  sample: {outcome: done, files: 12, bytes_wanted: 268435456, downloaded: 268435456, uploaded: 201326592,
-           rate: 25165824, seconds: 10.7, peers: ["10.10.0.1:6881", "10.10.0.12:6881"], fallback: null}
+  sample: {outcome: done, files: 12, bytes_wanted: 268435456, downloaded: 268435456, redundant: 0, failed: 0,
+           uploaded: 201326592, rate: 25165824, seconds: 10.7, land_seconds: 0.4, linger_seconds: 2.1,
+           peers: ["10.10.0.1:6881", "10.10.0.12:6881"], fallback: null}
 changed_files:
   description: Paths (relative to O(dest)) that changed, in rsync's order, at most 200.
   returned: always

@@ -28,17 +28,20 @@ all.
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import remove_tree
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncFailure, RsyncTransport
 
 SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
 SETTLED_SECONDS = 3  # every connected peer a seed for this long: nobody needs this node
 # A node that finished stays connected at least this long (linger permitting), so that
 # its peers, golden's seeder above all, see it want nothing more before it leaves.
 FAREWELL_SECONDS = 2
+# A lingering node calls the listed peers it knows nothing of this often (see linger).
+RECALL_SECONDS = 2
 
 
 def swarm_problem(s):
@@ -91,16 +94,29 @@ class SwarmTransport(RsyncTransport):
         wanted += [{"path": p, "type": "file", "item": ">f+++++++++", "size": 0}
                    for p in extra if p in held and p not in seeds]
         moved = []
+        plan_read = None  # the plan's run, beside the swarm
         if wanted:
-            fetched = self.fetch_by_swarm(torrent, in_torrent, wanted)
+            with ThreadPoolExecutor(max_workers=1) as beside:
+                # The plan (snapshot links and refs, read once from src by rsync) is read
+                # while the swarm runs, so that its time overlaps the swarm's.
+                if plan_into:
+                    plan_read = beside.submit(self.attempt, *self.plan_job(filters, plan_into))
+                    plan_into = None
+                fetched = self.fetch_by_swarm(torrent, in_torrent, wanted)
             if fetched is not None:
                 moved.append(fetched)
                 done = set(c["path"] for c in wanted)
                 changes = [c for c in changes if c["path"] not in done]
                 extra = [p for p in extra if p not in done]
         # What the torrent does not hold, the seeded blobs, and the directories' modes
-        # and times (the swarm made them, rsync stamps them as on src); the plan beside.
+        # and times (the swarm made them, rsync stamps them as on src); the plan beside
+        # them when there was no swarm.
         rest, staged = super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds, plan_into)
+        if plan_read:
+            out = plan_read.result()
+            if isinstance(out, RsyncFailure):
+                self.fail(out.msg, rc=out.rc, stderr=out.stderr, attempts=out.attempts)
+            staged = self.planned_links(out)
         return moved + rest, staged
 
     def fetch_by_swarm(self, torrent, in_torrent, wanted):
@@ -130,6 +146,7 @@ class SwarmTransport(RsyncTransport):
                 outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"])
                 progress = swarm.progress()[key]
                 self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
+                                    redundant=progress["redundant"], failed=progress["failed"],
                                     seconds=round(time.monotonic() - started, 3))
                 if outcome != _torrent.DONE:
                     self.fall_back("the swarm %s after %.0f s with %d of %d bytes (peers: %s; last events: %s)" % (
@@ -137,10 +154,14 @@ class SwarmTransport(RsyncTransport):
                         progress["total_done"], progress["total_wanted"], ", ".join(self.outcome["peers"]) or "none",
                         "; ".join(swarm.messages[-3:]) or "none"))
                     return None
+                landing = time.monotonic()
                 landed = self.land(wanted, manifest)
+                lingering = time.monotonic()
                 self.linger(swarm, key, peers)
                 progress = swarm.progress()[key]
-                self.outcome.update(uploaded=progress["uploaded"], rate=round(
+                self.outcome.update(land_seconds=round(lingering - landing, 3),
+                                    linger_seconds=round(time.monotonic() - lingering, 3),
+                                    uploaded=progress["uploaded"], rate=round(
                     self.outcome["downloaded"] / max(self.outcome["seconds"], 0.001)))
         except _torrent.SwarmError as e:
             self.fall_back("the swarm failed: %s" % e)
@@ -190,15 +211,25 @@ class SwarmTransport(RsyncTransport):
         """Seed on until every listed peer wants nothing more from this node
         (_torrent.Swarm.satisfied) or left it after it finished, and the connected
         ones had FAREWELL_SECONDS to see this node finish; or until every connected
-        peer has the torrent for SETTLED_SECONDS; or ``linger`` seconds passed."""
+        peer has the torrent for SETTLED_SECONDS; or ``linger`` seconds passed.
+        Listed peers it is not connected to and knows nothing of are called every
+        RECALL_SECONDS."""
         addresses = set(a for a, _port in peers)
-        started = time.monotonic()
+        started = last_call = time.monotonic()
         deadline = started + self.swarm["linger"]
         settled_since = None
         while time.monotonic() < deadline:
-            if addresses <= swarm.satisfied(key) | swarm.left(key) and (
+            accounted = swarm.satisfied(key) | swarm.left(key)
+            if addresses <= accounted and (
                     time.monotonic() - started >= FAREWELL_SECONDS or not swarm.connected(key)):
                 return
+            if time.monotonic() - last_call >= RECALL_SECONDS:
+                # A peer whose connection broke off while both fetched is neither
+                # satisfied nor gone as far as this node knows: call it again, to see
+                # it a seed, or refuse (gone: it is in left() then).
+                last_call = time.monotonic()
+                unknown = addresses - accounted - swarm.connected(key)
+                swarm.connect([peer for peer in peers if peer[0] in unknown], key)
             seeds = swarm.seeds(key)
             connected = swarm.progress()[key]["peers"]
             if connected and len(seeds) >= connected:

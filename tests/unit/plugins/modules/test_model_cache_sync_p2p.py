@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -82,6 +83,15 @@ def test_two_nodes_fetch_the_cache_from_the_swarm_and_a_rerun_joins_none(golden,
         assert swarm["outcome"] == "done" and swarm["fallback"] is None, swarm
         assert swarm["bytes_wanted"] == wanted
         assert swarm["downloaded"] >= wanted  # every file came from the swarm, none by rsync
+        assert swarm["failed"] == 0 and 0 <= swarm["redundant"] <= swarm["downloaded"] - wanted
+        # The plan (links and refs, by rsync from src) was read while the swarm ran: its
+        # run ended first (runs are listed as they end).
+        names = [r["run"] for r in result["stats"]["runs"]]
+        # The swarm's run is its download, landing and lingering (within linger, 10 s).
+        run = result["stats"]["runs"][names.index("swarm (content)")]["seconds"]
+        assert swarm["land_seconds"] >= 0 and 0 <= swarm["linger_seconds"] <= 10 + 1, swarm
+        assert swarm["seconds"] + swarm["land_seconds"] + swarm["linger_seconds"] <= run + 0.01, (swarm, run)
+        assert names.index("planning snapshots and refs (read once from src)") < names.index("swarm (content)"), names
         assert result["changed"] is True
         # Content, links, sizes and mtimes as on golden (the manifest's mtimes).
         assert files_and_links(tmp_path / node) == files_and_links(golden)
@@ -146,3 +156,35 @@ def test_p2p_without_libtorrent_names_the_package(monkeypatch):
     from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import swarm
     monkeypatch.setattr(_torrent, "HAS_LIBTORRENT", False)
     assert "install python3-libtorrent" in swarm.swarm_problem({"torrent": "/t"})
+
+
+@pytest.mark.parametrize("peer_is", ["a seed it lost touch with", "gone"])
+def test_a_lingering_node_calls_the_peers_it_knows_nothing_of(tmp_path, peer_is):
+    """Two nodes whose connection broke off while both fetched each finish knowing
+    nothing of the other: the lingering one calls it again, and leaves once it sees it
+    a seed (or refusing: gone) instead of staying the whole linger (seen in the
+    fan-out bench: two nodes stayed 30 s)."""
+    from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport
+
+    src = tmp_path / "src"
+    make_cache(src, "--weights-mb", "1", "--small-files", "3")
+    torrent = publish_torrent(src, tmp_path).read_bytes()
+    me, other = NODES
+    linger = 20
+
+    class Node(object):  # what linger() reads of the transport
+        swarm = {"linger": linger}
+
+    with _torrent.Swarm(me, allowed=[other]) as node, _torrent.Swarm(other, allowed=[me]) as peer:
+        key = node.seed(torrent, str(src))  # finished: it has every file
+        port = free_port(other)
+        if peer_is == "gone":
+            peer.close()
+        else:
+            peer.seed(torrent, str(src))
+            port = peer.port
+        started = time.monotonic()
+        SwarmTransport.linger(Node(), node, key, [(other, port)])
+        took = time.monotonic() - started
+        assert took < linger / 2, (took, node.messages[-3:])
+        assert other in (node.left(key) if peer_is == "gone" else node.satisfied(key))
