@@ -451,9 +451,9 @@ class Swarm(object):
     def progress(self):
         """Per torrent key: name, state, whether it is finished, bytes done and
         wanted, payload bytes downloaded (and of those, redundant and failed) and
-        uploaded in this session, payload
-        rates (bytes/s) and connected peers. Reads libtorrent's pending alerts first
-        (see wait() for the errors it raises; peer events go to ``messages``)."""
+        uploaded in this session, payload rates (bytes/s) and connected peers.
+        Reads libtorrent's pending alerts first (see wait() for the errors it
+        raises; peer events go to ``messages``)."""
         self._read_alerts()
         out = {}
         for key, handle in self._handles.items():

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import remove_tree
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncFailure, RsyncTransport
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport, unlink_if_there
 
 SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
 SETTLED_SECONDS = 3  # every connected peer a seed for this long: nobody needs this node
@@ -113,10 +113,7 @@ class SwarmTransport(RsyncTransport):
         # them when there was no swarm.
         rest, staged = super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds, plan_into)
         if plan_read:
-            out = plan_read.result()
-            if isinstance(out, RsyncFailure):
-                self.fail(out.msg, rc=out.rc, stderr=out.stderr, attempts=out.attempts)
-            staged = self.planned_links(out)
+            staged = self.planned_links(self.output_of(plan_read.result()))
         return moved + rest, staged
 
     def fetch_by_swarm(self, torrent, in_torrent, wanted):
@@ -200,8 +197,7 @@ class SwarmTransport(RsyncTransport):
             final = os.path.join(self.dest, rel)
             self.state.makedirs(os.path.dirname(final), 0o755)
             temporary = os.path.join(os.path.dirname(final), ".%s.swarm" % os.path.basename(final))
-            if os.path.lexists(temporary):
-                os.unlink(temporary)
+            unlink_if_there(temporary)
             os.link(staged, temporary)
             os.replace(temporary, final)
             landed.append(dict(c, size=size))

@@ -62,6 +62,14 @@ def unlink_if_there(path):
         pass
 
 
+def is_socket(path):
+    """Whether path is a Unix socket (not following a link); one gone is none."""
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def parsed(out):
     """(changes, stats) of one rsync run's output."""
     return _rsync.parse_itemized(out), _rsync.parse_stats(out)
@@ -244,10 +252,13 @@ class RsyncTransport(object):
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             outcomes = list(pool.map(lambda job: self.attempt(*job), jobs))
         self.elapsed += time.monotonic() - started
-        for outcome in outcomes:
-            if isinstance(outcome, RsyncFailure):
-                self.fail(outcome.msg, rc=outcome.rc, stderr=outcome.stderr, attempts=outcome.attempts)
-        return outcomes
+        return [self.output_of(outcome) for outcome in outcomes]
+
+    def output_of(self, outcome):
+        """The output of an attempt(); the task fails when it is an RsyncFailure."""
+        if isinstance(outcome, RsyncFailure):
+            self.fail(outcome.msg, rc=outcome.rc, stderr=outcome.stderr, attempts=outcome.attempts)
+        return outcome
 
     def run(self, argv, what, paths=None):
         return self.run_many([(argv, what, paths)])[0]
@@ -297,11 +308,7 @@ class RsyncTransport(object):
             # The directory is this run's own (mkdtemp): its sockets go with it.
             for name in os.listdir(self.control_dir):
                 path = os.path.join(self.control_dir, name)
-                try:
-                    is_socket = stat.S_ISSOCK(os.lstat(path).st_mode)
-                except FileNotFoundError:
-                    continue
-                if name.startswith("ssh") and is_socket:
+                if name.startswith("ssh") and is_socket(path):
                     unlink_if_there(path)
             os.rmdir(self.control_dir)
             self.control_dir = None
