@@ -233,6 +233,8 @@ def build_argv(rsync, source, dest=None, dry_run=False, delete=False, filters=No
 
 def unescape(name):
     """A name as rsync printed it, with its \\#ooo escapes (control characters) undone."""
+    if "\\#" not in name:
+        return name  # most names: nothing escaped
     return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), name)
 
 

@@ -71,11 +71,22 @@ def move(dest, plan_dir, entries, times=None):
     next dry run finds nothing to do; None leaves them. Returns the entries moved and
     the seconds taken."""
     started = time.monotonic()
+    there = {}  # directory of dest (relative) -> whether it exists: asked once each
+
+    def missing(rel):
+        if rel not in there:
+            there[rel] = os.path.lexists(os.path.join(dest, rel))
+        return not there[rel]
+
     tops = []
+    moving = None  # the last top that is a directory dest lacks: what lies below it moves with it
     for c in sorted(entries, key=lambda c: c["path"]):
-        parts = c["path"].rstrip("/").split("/")
-        top = next(("/".join(parts[:i]) for i in range(1, len(parts))
-                    if not os.path.lexists(os.path.join(dest, *parts[:i]))), "/".join(parts))
+        path = c["path"].rstrip("/")
+        if moving and path.startswith(moving + "/"):
+            continue
+        parts = path.split("/")
+        moving = next(("/".join(parts[:i]) for i in range(1, len(parts)) if missing("/".join(parts[:i]))), None)
+        top = moving or path
         if not tops or tops[-1] != top:
             tops.append(top)
     for top in tops:

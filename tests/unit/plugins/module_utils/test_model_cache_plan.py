@@ -165,3 +165,34 @@ def test_check_plan_publishes_only_a_plan_dest_can_complete(tmp_path):
         f.write("c" * 40)
     refs, unresolved = publish.check_plan(dest, plan_dir, staged[1:])
     assert unresolved == ["%s/refs/main names snapshot cccccccccccc, which src no longer has" % REPO]
+
+
+def test_move_renames_a_new_snapshot_whole_and_a_new_link_into_an_existing_one(tmp_path, monkeypatch):
+    dest, plan_dir = str(tmp_path / "dest"), str(tmp_path / "plan")
+    make_repo(dest, OLD, BLOB_OLD)
+    entries = []
+    # In the plan: snapshot OLD (which dest has) gains x.bin; NEW (which dest lacks)
+    # has many files, a nested one and a name sorting between NEW and NEW/... ("-").
+    for commit, names in ((OLD, ["w.bin", "x.bin"]), (NEW, ["w.bin", "sub/y.bin"] + ["f%03d" % i for i in range(50)]),
+                          (NEW + "-x", ["w.bin"])):
+        for name in names:
+            path = "%s/snapshots/%s/%s" % (REPO, commit, name)
+            os.makedirs(os.path.dirname(os.path.join(plan_dir, path)), exist_ok=True)
+            os.symlink("../../blobs/" + BLOB_OLD, os.path.join(plan_dir, path))
+            if not (commit == OLD and name == "w.bin"):  # dest has that one already
+                entries.append(link(path))
+    renames = []
+    real_rename = os.rename
+    monkeypatch.setattr(os, "rename", lambda a, b: (renames.append(os.path.relpath(b, dest)), real_rename(a, b)))
+    asked = []
+    real_lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: (asked.append(p), real_lexists(p))[1])
+    moved, _seconds = publish.move(dest, plan_dir, entries[::-1])  # in any order
+    # dest is asked about each directory once, not once per entry below it (20,000 links).
+    assert len(asked) == len(set(asked)) < 12
+    assert sorted(renames) == sorted(["%s/snapshots/%s" % (REPO, NEW), "%s/snapshots/%s-x" % (REPO, NEW),
+                                      "%s/snapshots/%s/x.bin" % (REPO, OLD)])
+    assert len(moved) == len(entries)
+    for c in entries:
+        assert os.readlink(os.path.join(dest, c["path"])) == "../../blobs/" + BLOB_OLD
+    assert os.readlink(os.path.join(dest, REPO, "snapshots", OLD, "w.bin")) == "../../blobs/" + BLOB_OLD
