@@ -342,7 +342,7 @@ swarm:
       description: Of RV(swarm.downloaded), the pieces that failed their hash check.
       type: int
     uploaded:
-      description: Payload bytes this host sent to peers.
+      description: Payload bytes this host sent to peers (V(null) when the swarm failed while it lingered).
       type: int
     rate:
       description: Bytes per second downloaded, over the swarm's time.
@@ -354,7 +354,9 @@ swarm:
       description: Time to put the downloaded files under their final names (each one synced to disk first).
       type: float
     linger_seconds:
-      description: Time this node went on seeding to the others once it had every file.
+      description:
+        - Time this node went on seeding to the others once it had every file, beside
+          the rest of the run (the rsync pass for the links and refs, verifying, publishing).
       type: float
     peers:
       description: The peers given.

@@ -21,12 +21,14 @@ differently:
 A node that finished keeps seeding until every listed peer wants nothing more from
 it, or the peers it is connected to all have the torrent for a few seconds, or
 ``linger`` seconds passed: the swarm is gone when the last node is done (golden's
-seeder, indextts.deploy.cache_seed, leaves then too). Nothing to fetch: no swarm at
-all.
+seeder, indextts.deploy.cache_seed, leaves then too). It lingers on a thread of its
+own while the run goes on (the rsync pass, verifying, publishing), and the module
+waits for it before it reports. Nothing to fetch: no swarm at all.
 """
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,6 +85,7 @@ class SwarmTransport(RsyncTransport):
         self.swarm = module.params["swarm"]
         self.staging = os.path.join(state.path, SWARM_DIR)
         self.outcome = None  # what report() says of the swarm; None: there was none
+        self.farewell = None  # the thread that lingers in the swarm while the run goes on
 
     def fetch_content(self, changes, extra, filters, seeds, plan_into=None):
         files = [c for c in changes if c["type"] == "file" and plan.stage_of(c) == "content"]
@@ -120,6 +123,7 @@ class SwarmTransport(RsyncTransport):
         """Fetch ``wanted`` (changes) of the torrent's files ``in_torrent`` from the
         swarm and land them under their final names; (changes, stats), or None when the
         swarm failed (rsync takes over)."""
+        self.leave()  # a second fetch of the run (src gained a revision): the first swarm is gone
         s = self.swarm
         manifest_path = s["manifest"] or _torrent.manifest_path(s["torrent"])
         with open(manifest_path) as f:
@@ -134,41 +138,65 @@ class SwarmTransport(RsyncTransport):
         self.outcome = {"files": len(paths), "bytes_wanted": sum(manifest[p][0] for p in paths),
                         "peers": ["%s:%d" % p for p in peers], "fallback": None}
         self.state.makedirs(self.staging, 0o700)
+        swarm = None
         try:
-            with _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers],
-                                ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"]) as swarm:
-                if s["ssl_cert"]:
-                    swarm.set_ssl_certificate(s["ssl_cert"], s["ssl_key"])
-                key = swarm.fetch(torrent, self.staging, peers, skip=[rel for rel in in_torrent if rel not in paths])
-                outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"])
-                progress = swarm.progress()[key]
-                self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
-                                    redundant=progress["redundant"], failed=progress["failed"],
-                                    seconds=round(time.monotonic() - started, 3))
-                if outcome != _torrent.DONE:
-                    self.fall_back("the swarm %s after %.0f s with %d of %d bytes (peers: %s; last events: %s)" % (
-                        "stalled" if outcome == _torrent.STALLED else "timed out", time.monotonic() - started,
-                        progress["total_done"], progress["total_wanted"], ", ".join(self.outcome["peers"]) or "none",
-                        "; ".join(swarm.messages[-3:]) or "none"))
-                    return None
-                landing = time.monotonic()
-                landed = self.land(wanted, manifest)
-                lingering = time.monotonic()
-                self.linger(swarm, key, peers)
-                progress = swarm.progress()[key]
-                self.outcome.update(land_seconds=round(lingering - landing, 3),
-                                    linger_seconds=round(time.monotonic() - lingering, 3),
-                                    uploaded=progress["uploaded"], rate=round(
-                    self.outcome["downloaded"] / max(self.outcome["seconds"], 0.001)))
+            swarm = _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers],
+                                   ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"])
+            if s["ssl_cert"]:
+                swarm.set_ssl_certificate(s["ssl_cert"], s["ssl_key"])
+            key = swarm.fetch(torrent, self.staging, peers, skip=[rel for rel in in_torrent if rel not in paths])
+            outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"])
+            progress = swarm.progress()[key]
+            self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
+                                redundant=progress["redundant"], failed=progress["failed"],
+                                seconds=round(time.monotonic() - started, 3))
+            if outcome != _torrent.DONE:
+                self.fall_back("the swarm %s after %.0f s with %d of %d bytes (peers: %s; last events: %s)" % (
+                    "stalled" if outcome == _torrent.STALLED else "timed out", time.monotonic() - started,
+                    progress["total_done"], progress["total_wanted"], ", ".join(self.outcome["peers"]) or "none",
+                    "; ".join(swarm.messages[-3:]) or "none"))
+                return None
+            landing = time.monotonic()
+            landed = self.land(wanted, manifest)
+            self.outcome.update(land_seconds=round(time.monotonic() - landing, 3),
+                                rate=round(self.outcome["downloaded"] / max(self.outcome["seconds"], 0.001)))
+            # This node seeds on for its peers while the run goes on (links, refs,
+            # verifying, publishing); the module waits for it before it ends.
+            self.farewell = threading.Thread(target=self.linger_then_leave, args=(swarm, key, peers))
+            self.farewell.start()
+            swarm = None  # the farewell's now
         except _torrent.SwarmError as e:
             self.fall_back("the swarm failed: %s" % e)
             return None
         finally:
-            remove_tree(self.staging)
+            if swarm is not None:
+                swarm.close()
+                remove_tree(self.staging)
             self.elapsed += time.monotonic() - started
             self.runs.append({"run": "swarm (content)", "seconds": round(time.monotonic() - started, 3)})
         return landed, {"files_transferred": len(landed), "bytes_received": self.outcome["downloaded"],
                         "literal_bytes": self.outcome["downloaded"]}
+
+    def linger_then_leave(self, swarm, key, peers):
+        """The farewell thread: linger(), then leave the swarm and remove what it
+        downloaded into (the files stay under their final names)."""
+        lingering = time.monotonic()
+        try:
+            self.linger(swarm, key, peers)
+            self.outcome["uploaded"] = swarm.progress()[key]["uploaded"]
+        except _torrent.SwarmError as e:
+            self.outcome["uploaded"] = None
+            self.module.warn("this node stopped seeding to its peers early (its own files are in place): %s" % e)
+        finally:
+            self.outcome["linger_seconds"] = round(time.monotonic() - lingering, 3)
+            swarm.close()
+            remove_tree(self.staging)
+
+    def leave(self):
+        """Wait for the farewell thread, if this node lingers in a swarm."""
+        if self.farewell is not None:
+            self.farewell.join()
+            self.farewell = None
 
     def fall_back(self, why):
         self.outcome["fallback"] = why
@@ -237,4 +265,9 @@ class SwarmTransport(RsyncTransport):
             time.sleep(0.5)
 
     def report(self):
+        self.leave()
         return {"swarm": self.outcome}
+
+    def close(self):
+        self.leave()
+        super(SwarmTransport, self).close()

@@ -240,9 +240,9 @@ class ModelCacheSync(object):
         return result
 
     def close(self):
-        """Stop the hashing thread, release the lock (removing seeds and plan), close
-        the transport's connections."""
+        """Stop the hashing thread, close the transport (its connections; a swarm this
+        node lingers in), then release the lock (removing seeds and plan)."""
         if self.hasher:
             self.hasher.stop()
-        self.state.release()
         self.transport.close()
+        self.state.release()
