@@ -123,7 +123,7 @@ class SwarmTransport(RsyncTransport):
         """Fetch ``wanted`` (changes) of the torrent's files ``in_torrent`` from the
         swarm and land them under their final names; (changes, stats), or None when the
         swarm failed (rsync takes over)."""
-        self.leave()  # a second fetch of the run (src gained a revision): the first swarm is gone
+        self.wait_for_farewell()  # a second fetch of the run (src gained a revision): the first swarm is gone
         s = self.swarm
         manifest_path = s["manifest"] or _torrent.manifest_path(s["torrent"])
         with open(manifest_path) as f:
@@ -139,6 +139,7 @@ class SwarmTransport(RsyncTransport):
                         "peers": ["%s:%d" % p for p in peers], "fallback": None}
         self.state.makedirs(self.staging, 0o700)
         swarm = None
+        lingering = False  # once True, the farewell thread leaves the swarm
         try:
             swarm = _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers],
                                    ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"])
@@ -164,22 +165,20 @@ class SwarmTransport(RsyncTransport):
             # verifying, publishing); the module waits for it before it ends.
             self.farewell = threading.Thread(target=self.linger_then_leave, args=(swarm, key, peers))
             self.farewell.start()
-            swarm = None  # the farewell's now
+            lingering = True
         except _torrent.SwarmError as e:
             self.fall_back("the swarm failed: %s" % e)
             return None
         finally:
-            if swarm is not None:
-                swarm.close()
-                remove_tree(self.staging)
+            if not lingering:
+                self.leave_swarm(swarm)
             self.elapsed += time.monotonic() - started
             self.runs.append({"run": "swarm (content)", "seconds": round(time.monotonic() - started, 3)})
         return landed, {"files_transferred": len(landed), "bytes_received": self.outcome["downloaded"],
                         "literal_bytes": self.outcome["downloaded"]}
 
     def linger_then_leave(self, swarm, key, peers):
-        """The farewell thread: linger(), then leave the swarm and remove what it
-        downloaded into (the files stay under their final names)."""
+        """The farewell thread: linger(), then leave_swarm()."""
         lingering = time.monotonic()
         try:
             self.linger(swarm, key, peers)
@@ -189,10 +188,16 @@ class SwarmTransport(RsyncTransport):
             self.module.warn("this node stopped seeding to its peers early (its own files are in place): %s" % e)
         finally:
             self.outcome["linger_seconds"] = round(time.monotonic() - lingering, 3)
-            swarm.close()
-            remove_tree(self.staging)
+            self.leave_swarm(swarm)
 
-    def leave(self):
+    def leave_swarm(self, swarm):
+        """Leave the swarm (None: it never started) and remove what it downloaded
+        into; the files that landed stay under their final names."""
+        if swarm is not None:
+            swarm.close()
+        remove_tree(self.staging)
+
+    def wait_for_farewell(self):
         """Wait for the farewell thread, if this node lingers in a swarm."""
         if self.farewell is not None:
             self.farewell.join()
@@ -265,9 +270,9 @@ class SwarmTransport(RsyncTransport):
             time.sleep(0.5)
 
     def report(self):
-        self.leave()
+        self.wait_for_farewell()
         return {"swarm": self.outcome}
 
     def close(self):
-        self.leave()
+        self.wait_for_farewell()
         super(SwarmTransport, self).close()
