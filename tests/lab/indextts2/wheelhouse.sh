@@ -23,6 +23,7 @@
 #   INDEXTTS_EXTRAS       extras to export (default: webui)
 #   UV                    uv binary (default: uv on PATH, else /work/main/.venv/bin/uv)
 #   PYTHON                a CPython 3.11 used to run pip (default python3)
+#   INDEXTTS_WHEELHOUSE_PARALLEL  pip runs and sdist builds at once (default 4)
 set -euo pipefail
 
 WH=${INDEXTTS_WHEELHOUSE:-$HOME/.cache/indextts-deploy/wheelhouse}
@@ -141,7 +142,8 @@ n_missing=$(wc -l < "$WORK/missing.txt")
 # pip spends more of a download in its own Python (hashing, unpacking the index pages)
 # than on the wire: PARALLEL pip runs at once, each with a share of the list (largest
 # files spread: the list is sorted, torch and the nvidia-* wheels fall into different
-# shares). A fresh 4.3 GB wheelhouse: 575 s with one run on the project's 2-core machine.
+# shares). A fresh wheelhouse of one pin took 575 s with one pip run (beside the guest
+# lab); of both pins, 4 runs at once and the sdists built side by side: about 220 s.
 PARALLEL=${INDEXTTS_WHEELHOUSE_PARALLEL:-4}
 echo "wheelhouse: downloading $n_missing wheel(s) from $INDEX_URL ($PARALLEL pip runs at once)"
 # download_list LIST: pip download LIST into the wheelhouse; a requirement without a
