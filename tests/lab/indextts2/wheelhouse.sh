@@ -135,15 +135,13 @@ for g in $(seq 36 -1 5); do PLAT+=(--platform "manylinux_2_${g}_x86_64"); done
 PLAT+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64
        --platform manylinux1_x86_64 --platform linux_x86_64 --platform any)
 
-# ---- phase 2: download binary wheels for what is missing.  One pip run for
-# the whole list; a requirement without a usable wheel stops pip: move it to
-# the build list and run again (pip skips files it already has).
+# ---- phase 2: download binary wheels for what is missing
 n_missing=$(wc -l < "$WORK/missing.txt")
 # pip spends more of a download in its own Python (hashing, unpacking the index pages)
 # than on the wire: PARALLEL pip runs at once, each with a share of the list (largest
 # files spread: the list is sorted, torch and the nvidia-* wheels fall into different
 # shares). A fresh wheelhouse of one pin took 575 s with one pip run (beside the guest
-# lab); of both pins, 4 runs at once and the sdists built side by side: about 220 s.
+# lab); of both pins, 4 runs at once and the sdists built side by side: 223 s.
 PARALLEL=${INDEXTTS_WHEELHOUSE_PARALLEL:-4}
 echo "wheelhouse: downloading $n_missing wheel(s) from $INDEX_URL ($PARALLEL pip runs at once)"
 # download_list LIST: pip download LIST into the wheelhouse; a requirement without a
@@ -169,9 +167,9 @@ download_list() {
 # pip refuses two versions of one name in one run (the union of two pins has
 # e.g. numpy 1.26.2 and 2.2.6): each share holds a name at most once (the n-th
 # version of a name goes to round n), and rounds run one after the other.
-awk -F'==' -v work="$WORK" -v k="$PARALLEL" \
-    '{n=++seen[$1]; print > (work "/todo." n "." (NR % k) ".txt")}' "$WORK/missing.txt"
-rounds=$(awk -F'==' '{n=++seen[$1]; if (n > m) m = n} END {print m + 0}' "$WORK/missing.txt")
+rounds=$(awk -F'==' -v work="$WORK" -v k="$PARALLEL" \
+    '{n = ++seen[$1]; if (n > m) m = n; print > (work "/todo." n "." (NR % k) ".txt")}
+     END {print m + 0}' "$WORK/missing.txt")
 for round in $(seq 1 "$rounds"); do
   pids=()
   for share in "$WORK"/todo."$round".*.txt; do
@@ -218,7 +216,7 @@ done < "$WORK/nowheel.txt"
 wait
 failed=()
 for f in "$WORK"/build.*.failed; do
-  [ -e "$f" ] && failed+=("$(cat "$f")")
+  if [ -e "$f" ]; then failed+=("$(cat "$f")"); fi
 done
 
 # ---- phase 4: build tools with their dependencies (hatchling etc., unpinned)
