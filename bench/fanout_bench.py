@@ -21,7 +21,11 @@ controller, whose per-host start costs the same for every method and would load 
   p2p        golden seeds its cache in place (cache_seed, with the torrent cache_torrent
              made before the timed runs); every node runs model_cache_sync
              transport=p2p at once (dry run and plan from golden over SSH, the content
-             from the swarm of golden and all nodes)
+             from the swarm of all nodes, each asking golden for its own share of the
+             pieces only: swarm.origin)
+  p2p golden a peer
+             the same with golden one of every node's peers, no origin: each node asks
+             golden for any piece no node has yet (the transport before swarm.origin)
   p2p one    node1 alone by p2p (the swarm's own overhead against rsync's)
 
 Reported per method: median wall time (first process started to last one gone),
@@ -55,7 +59,7 @@ MODULES = "ansible_collections.indextts.deploy.plugins.modules."
 SUBNET = "10.77.0."
 SWARM_PORT = 6881
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
-METHODS = ("one node", "waves", "p2p", "p2p one")
+METHODS = ("one node", "waves", "p2p", "p2p golden a peer", "p2p one")
 
 
 class Interrupted(Exception):
@@ -273,20 +277,23 @@ def run_waves(lab, fanout, _args, tag):
     return started, results
 
 
-def run_p2p(lab, args, tag, nodes):
+def run_p2p(lab, args, tag, nodes, origin=True):
     torrent = os.path.join(lab.workdir, "golden", "cache.torrent")
     remaining = max(30, int(lab.deadline - time.monotonic()))
     started = time.monotonic()
     seeder = lab.start("golden", "cache_seed", {
         "torrent": torrent, "path": lab.cache["golden"], "address": lab.addr["golden"], "port": SWARM_PORT,
-        "peers": ["%s:%d" % (lab.addr[n], SWARM_PORT) for n in nodes], "timeout": remaining,
-        "idle_timeout": 60}, tag + "-seed")
+        # with an origin the nodes call golden by their links, golden calls none of them
+        "peers": [lab.addr[n] if origin else "%s:%d" % (lab.addr[n], SWARM_PORT) for n in nodes],
+        "timeout": remaining, "idle_timeout": 60}, tag + "-seed")
     procs = []
+    golden = "%s:%d" % (lab.addr["golden"], SWARM_PORT)
     for node in nodes:
-        peers = ["%s:%d" % (lab.addr[h], SWARM_PORT) for h in ["golden"] + nodes if h != node]
+        peers = ["%s:%d" % (lab.addr[h], SWARM_PORT) for h in nodes if h != node]
         params = rsync_args(lab, node, "golden")
         params.update(transport="p2p", swarm={
-            "torrent": torrent, "address": lab.addr[node], "port": SWARM_PORT, "peers": peers,
+            "torrent": torrent, "address": lab.addr[node], "port": SWARM_PORT,
+            "peers": peers if origin else [golden] + peers, "origin": golden if origin else None,
             "timeout": remaining, "stall_timeout": args.stall_timeout})
         procs.append(lab.start(node, "model_cache_sync", params, "%s-%s" % (tag, node)))
     results = lab.wait(procs, started)
@@ -386,7 +393,8 @@ def main():
                 elif method == "waves":
                     started, results = run_waves(lab, fanout, args, tag)
                 else:
-                    started, results = run_p2p(lab, args, tag, ["node1"] if method == "p2p one" else lab.nodes)
+                    started, results = run_p2p(lab, args, tag, ["node1"] if method == "p2p one" else lab.nodes,
+                                               origin=method != "p2p golden a peer")
                 nodes_done = max(t for h, (t, _r) in results.items() if h != "golden")
                 sent1, cpu1 = lab.sent(), cpu_times()
                 total, idle = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]

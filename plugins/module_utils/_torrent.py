@@ -32,6 +32,7 @@ import posixpath
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import traceback
 
@@ -89,6 +90,14 @@ UPLOAD_UPLOAD_CONNECTION = 37
 SETTLE_SECONDS = 1.0
 # How often wait() looks at the peers at least (see satisfied()).
 OBSERVE_SECONDS = 0.2
+# With an origin (OriginShare): how long the link's thread waits for its pieces at
+# most before it looks again; how often the node's share is planned again; how long a listed peer
+# may take to connect before its share is planned as if it were not coming; how long
+# the node may get nothing before it asks the origin for pieces no peer offers.
+SHARE_TICK_SECONDS = 0.05
+SHARE_PLAN_SECONDS = 0.5
+SHARE_GRACE_SECONDS = 5.0
+SHARE_RESCUE_SECONDS = 3.0
 
 
 class SwarmError(Exception):
@@ -147,6 +156,11 @@ def parse_peer(text):
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("not a peer address (address:port, [IPv6]:port): %r" % text)
     return _address(host), int(port)
+
+
+def _peer(peer):
+    """A peer given as text (parse_peer) or as an (address, port) pair, normalised."""
+    return parse_peer(peer) if isinstance(peer, str) else (_address(peer[0]), int(peer[1]))
 
 
 def parse_address(text):
@@ -280,9 +294,14 @@ class Swarm(object):
     ``upload_limit``: bytes/s each torrent may send, 0 for no limit (a limit of the
     torrent holds for peers on the local network too, which the session's global
     limits do not restrain). ``settings``: libtorrent settings to override.
+    ``piece_alerts``: note each piece that passed its hash check, as (key, piece, None,
+    None), and each piece read (a handle's read_piece()), as (key, piece, its bytes,
+    None) or (key, piece, None, the error in words), in ``piece_events`` for the
+    caller to take (an origin link, OriginShare).
     """
 
-    def __init__(self, address, port=0, allowed=(), ssl=False, upload_limit=0, settings=None, listen_timeout=10.0):
+    def __init__(self, address, port=0, allowed=(), ssl=False, upload_limit=0, settings=None, listen_timeout=10.0,
+                 piece_alerts=False):
         _require_libtorrent()
         self.address = _address(address)
         self.ssl = bool(ssl)
@@ -296,6 +315,8 @@ class Swarm(object):
         self._complete = set()  # keys whose torrent has all it wants (libtorrent said so)
         self._finished_at = {}  # key -> when _observe() first saw that
         self._left = {}         # key -> addresses whose connection ended after that
+        self._shares = {}       # key -> the OriginShare of a torrent fetched with an origin
+        self.piece_events = []  # (key, piece, data, error) of pieces finished (data None) or read (piece_alerts)
         self._cert = None
         self._tmp = None
         self.upload_limit = int(upload_limit)
@@ -318,7 +339,9 @@ class Swarm(object):
             "alert_mask": (lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
                            | lt.alert.category_t.storage_notification | lt.alert.category_t.peer_notification
                            | lt.alert.category_t.connect_notification
-                           | lt.alert.category_t.ip_block_notification),
+                           | lt.alert.category_t.ip_block_notification
+                           # pieces that passed their hash check: an origin link's (OriginShare)
+                           | (lt.alert.category_t.piece_progress_notification if piece_alerts else 0)),
         }
         pack.update(settings or {})
         # flags=0: none of the default plugins (ut_pex, ut_metadata, smart_ban); peer
@@ -374,10 +397,16 @@ class Swarm(object):
         this v2-only torrent a super-seeding libtorrent 2.1.1 sent a node nothing in 6 s
         (seed mode or checked), and its choice of piece for a peer cannot know which
         files the peer skips, so a node fetching a few blobs would wait for pieces it
-        never asks for."""
+        never asks for.
+
+        The seeder keeps its connections to peers that have all they want (libtorrent
+        closes them by default): a node's link to its origin (OriginShare) has its
+        share in long before the node has the rest, and may still ask for pieces the
+        other nodes do not bring; the peer closes the connection when it is done."""
+        self._session.apply_settings({"close_redundant_connections": False})
         return self._add(torrent, save_path, lt.torrent_flags.seed_mode)
 
-    def fetch(self, torrent, save_path, peers, skip=()):
+    def fetch(self, torrent, save_path, peers, skip=(), origin=None, origin_path=None):
         """Download ``torrent`` (bytes) into ``save_path`` from ``peers`` ((address,
         port) pairs or ``address:port``). libtorrent first checks what is already
         there: a file present with the right content costs no transfer, a wrong piece
@@ -386,24 +415,43 @@ class Swarm(object):
         to the others. Files in ``skip`` (relative paths) are neither fetched nor
         served (priority 0): a node that holds them under another name. Returns its key.
 
-        Pieces are taken rarest first, libtorrent's default. Giving each node its own
-        share of the pieces first (so that golden's first copy of each goes to one
-        node) was measured in bench/fanout_bench.py and left out: the 8-node swarm's
-        time and golden's egress stayed inside the spread of runs (bench/README.md)."""
-        peers = [parse_peer(p) if isinstance(p, str) else (_address(p[0]), int(p[1])) for p in peers]
+        ``origin`` (a peer like those of ``peers``, not among them: golden, which has
+        every piece) with other ``peers`` (the nodes): this node asks the origin only
+        for its own share of the pieces, by a link of its own whose files go to
+        ``origin_path``, and takes the rest from the nodes (OriginShare): the origin
+        sends each piece about once. Without other peers it fetches from the origin
+        like from any peer.
+
+        Otherwise pieces are taken rarest first, libtorrent's default: measured in
+        bench/fanout_bench.py, golden then sent 1.5-1.7 copies of the cache to 8 nodes,
+        the nodes asking it for the pieces no node had yet, often the same ones at
+        once; a node asking golden for its own share first but for the others as well
+        stayed inside that spread (bench/README.md)."""
+        peers = [_peer(p) for p in peers]
+        origin = _peer(origin) if origin else None
+        if origin and origin in peers:
+            raise SwarmError("the origin %s is also among the peers; list only the other nodes as peers"
+                             % _endpoint(*origin))
+        if origin and not peers:
+            peers, origin = [origin], None
         refused = sorted(set(a for a, _port in peers) - self.allowed)
         if refused:
             raise SwarmError("peers not on the allow-list: %s" % ", ".join(refused))
+        if origin and not origin_path:
+            raise SwarmError("fetching with an origin needs origin_path, where the origin's share lands")
         # A fetcher keeps its connections when it finishes (libtorrent closes those to
         # seeds by default, before its last pieces are announced): the seeder then sees
         # it finish, closes the connection itself, and knows why (satisfied()).
         self._session.apply_settings({"close_redundant_connections": False})
         key = self._add(torrent, save_path, 0, skip=skip)
         self._fetching[key] = peers
+        if origin:
+            self._shares[key] = OriginShare(self, key, torrent, origin_path, origin,
+                                            [a for a, _port in peers], skip)
         self.connect(peers, key)
         return key
 
-    def _add(self, torrent, save_path, flags, skip=()):
+    def _add(self, torrent, save_path, flags, skip=(), pieces=None):
         ti = lt.torrent_info(lt.bdecode(torrent))
         key = _key(ti.info_hashes())
         if key in self._handles:
@@ -427,6 +475,8 @@ class Swarm(object):
                 if rel in skip:
                     priorities[index] = 0
             params.file_priorities = priorities
+        if pieces is not None:  # only these pieces, whatever the files' priorities
+            params.piece_priorities = [4 if i in pieces else 0 for i in range(ti.num_pieces())]
         params.save_path = os.path.abspath(save_path)
         params.upload_limit = self.upload_limit or -1
         params.flags = (lt.torrent_flags.apply_ip_filter | lt.torrent_flags.disable_dht
@@ -476,6 +526,12 @@ class Swarm(object):
                 "upload_rate": s.upload_payload_rate,
                 "peers": s.num_peers,
             }
+            if key in self._shares:  # the pieces of the origin's share came by its own link
+                link = self._shares[key].progress()
+                out[key]["downloaded"] += link["downloaded"]
+                out[key]["redundant"] += link["redundant"]
+                out[key]["failed"] += link["failed"]
+                out[key]["from_origin"] = link["downloaded"]
         return out
 
     def seeds(self, key):
@@ -565,6 +621,8 @@ class Swarm(object):
         start = last_change = last_connect = last_report = time.monotonic()
         marker = None
         while True:
+            for share in self._shares.values():
+                share.check()
             progress = self.progress()
             now = time.monotonic()
             fetching = dict((k, p) for k, p in progress.items() if k in self._fetching)
@@ -578,6 +636,8 @@ class Swarm(object):
                         self._flushed[key] = False
                         self._handles[key].flush_cache()
                 if all(self._flushed[key] for key in fetching):
+                    for share in self._shares.values():
+                        share.close()  # the origin sees this node go with its share done
                     return DONE
             current = tuple((p["total_done"], p["state"]) for p in fetching.values())
             if current != marker:
@@ -601,6 +661,13 @@ class Swarm(object):
                 raise SwarmError("libtorrent failed in torrent %s: %s" % (a.torrent_name, text))
             if isinstance(a, lt.torrent_need_cert_alert) and not self._cert:
                 raise SwarmError("%s (set_ssl_certificate)" % text)
+            # An alert lives until the next pop_alerts(): what it says is copied.
+            if isinstance(a, lt.piece_finished_alert) and a.handle.is_valid():
+                self.piece_events.append((_key(a.handle.info_hashes()), a.piece_index, None, None))
+            if isinstance(a, lt.read_piece_alert) and a.handle.is_valid():
+                error = a.error.message() if a.error.value() else None
+                self.piece_events.append((_key(a.handle.info_hashes()), a.piece, None if error else bytes(a.buffer),
+                                          error))
             if isinstance(a, lt.cache_flushed_alert):
                 key = _key(a.handle.info_hashes())
                 if key in self._flushed:
@@ -621,6 +688,9 @@ class Swarm(object):
 
     def close(self):
         """Leave the swarm: remove the torrents (the files stay) and end the session."""
+        for share in self._shares.values():
+            share.close()
+        self._shares.clear()
         if self._session is not None:
             for handle in self._handles.values():
                 self._session.remove_torrent(handle)
@@ -643,3 +713,168 @@ class Swarm(object):
 
     def __exit__(self, *exc):
         self.close()
+
+
+# -- the origin's share ------------------------------------------------------------------
+
+
+def origin_pieces(lacking, members, me, present=None, finished=None, rescue=()):
+    """The pieces of ``lacking`` (those this node wants and has not) that it asks the
+    origin for. A pure function of what the node sees of its peers.
+
+    A piece a ``finished`` peer has (address -> the set of pieces it has: it wants no
+    more) comes from that peer. Any other has one owner, the only member that asks
+    the origin for it: of the members (addresses, ``me`` among them) that will bring
+    it, the one at index piece mod their number, in address order. A member brings
+    pieces unless it is not ``present`` (a set of addresses; None: all are, as at
+    the start) or it finished (without the piece). ``rescue``: pieces asked of the
+    origin whoever owns them (no peer offered them while this node got nothing)."""
+    finished = finished or {}
+    bringing = [m for m in sorted(set(members) | {me})
+                if m == me or ((present is None or m in present) and m not in finished)]
+    offered = set().union(*finished.values()) if finished else set()
+    wanted = set(piece for piece in lacking
+                 if piece not in offered and bringing[piece % len(bringing)] == me)
+    return wanted | (set(rescue) & set(lacking))
+
+
+class OriginShare(object):
+    """The pieces a node asks the origin (golden) for, by a link of its own.
+
+    In a swarm where every node asks golden for any piece no node has yet, golden
+    sends the same pieces to several nodes at once (measured: 1.5-1.7 copies of the
+    cache for 8 nodes; bench/README.md). Here the node's own swarm session
+    (``swarm``, which talks to the other nodes only) never connects to golden: a
+    second session, on a free port of the same address and allowing golden alone,
+    asks golden for this node's share (origin_pieces) and nothing else, and each piece
+    it gets is handed to the swarm's torrent (add_piece), from where the other nodes
+    fetch it. Golden then sends each piece about once.
+
+    A thread of its own hands the pieces on as they come, and plans the share again
+    every SHARE_PLAN_SECONDS from what the node sees of its peers, so that a node
+    that never came, left, or finished without a piece does not hold the others up;
+    when the node got nothing for SHARE_RESCUE_SECONDS and its share is in, the pieces
+    no peer offers are asked of golden whoever owns them. An error of the link is raised by check(). The link's
+    files (``save_path``) are copies of pieces already handed on: the caller removes
+    them."""
+
+    def __init__(self, swarm, key, torrent, save_path, origin, members, skip):
+        self.swarm, self.key, self.torrent = swarm, key, torrent
+        self.save_path, self.origin, self.skip = save_path, origin, skip
+        self.members = sorted(set(members) | {swarm.address})
+        self.link = None  # the Swarm that talks to the origin, from the first planned piece on
+        self.wanted = set()
+        self.handed = 0  # pieces handed to the swarm
+        self.started = time.monotonic()
+        self.progress_marker = (None, self.started)  # (the swarm's bytes done, since when)
+        self.last = {"downloaded": 0, "redundant": 0, "failed": 0}
+        self.error = None
+        self.lock = threading.Lock()  # the link, between the thread and progress()/close()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="origin-share")
+        self.thread.daemon = True
+        self.thread.start()
+
+    def run(self):
+        last_plan = 0.0
+        try:
+            while not self.stopping.is_set():
+                with self.lock:
+                    if self.link is not None:
+                        self.hand_on()
+                    if time.monotonic() - last_plan >= SHARE_PLAN_SECONDS:
+                        last_plan = time.monotonic()
+                        self.plan(last_plan)
+                if self.link is not None:
+                    self.link._session.wait_for_alert(int(SHARE_TICK_SECONDS * 1000))
+                else:
+                    self.stopping.wait(SHARE_TICK_SECONDS)
+        except Exception as e:  # noqa: BLE001 -- any failure of the link ends it; check() raises it
+            self.error = e if isinstance(e, SwarmError) else SwarmError("the link to the origin failed: %s" % e)
+
+    def check(self):
+        """Raise the link's error, if it had one (the swarm then stalls or fails)."""
+        if self.error is not None:
+            raise self.error
+
+    def plan(self, now):
+        handle = self.swarm._handles[self.key]
+        status = handle.status()
+        if status.state in (lt.torrent_status.states.checking_files, lt.torrent_status.states.checking_resume_data):
+            return  # what the staging area already holds is not known yet
+        have = status.pieces
+        priorities = handle.get_piece_priorities()
+        lacking = [i for i, (got, priority) in enumerate(zip(have, priorities)) if priority and not got]
+        present, finished = set(), {}
+        for p in handle.get_peer_info():
+            if p.flags & (lt.peer_info.connecting | lt.peer_info.handshake):
+                continue
+            address = _address(p.ip[0])
+            present.add(address)
+            if p.flags & (lt.peer_info.seed | lt.peer_info.upload_only):
+                finished[address] = set(i for i, got in enumerate(p.pieces) if got)
+        done, since = self.progress_marker
+        if status.total_done != done:
+            self.progress_marker = done, since = status.total_done, now
+        rescue = ()
+        fetching = self.link is not None and not self.link._handles[self.key].status().is_finished
+        if now - since >= SHARE_RESCUE_SECONDS and not fetching:
+            # Nothing came for a while and the origin owes this node nothing: ask it for
+            # what no peer offers.
+            offered = handle.piece_availability()
+            rescue = [i for i in lacking if not offered[i]]
+        wanted = origin_pieces(lacking, self.members, self.swarm.address,
+                               None if now - self.started < SHARE_GRACE_SECONDS else present, finished, rescue)
+        if self.link is None:
+            # Open even with nothing to ask for: the origin waits for every node it
+            # serves to connect and then leave (cache_seed).
+            self.wanted = wanted
+            self.open_link(wanted)
+        elif wanted != self.wanted:
+            self.wanted = wanted
+            self.link._handles[self.key].prioritize_pieces([4 if i in wanted else 0 for i in range(len(have))])
+        if wanted and self.origin[0] not in self.link.connected(self.key):
+            self.link.connect([self.origin], self.key)  # a connection already there is left as it is
+
+    def open_link(self, wanted):
+        self.link = Swarm(self.swarm.address, 0, allowed=[self.origin[0]], ssl=self.swarm.ssl,
+                          upload_limit=self.swarm.upload_limit, piece_alerts=True)
+        if self.swarm._cert:
+            self.link.set_ssl_certificate(*self.swarm._cert)
+        self.link._session.apply_settings({"close_redundant_connections": False})
+        self.link._add(self.torrent, self.save_path, 0, skip=self.skip, pieces=wanted)
+        self.link._fetching[self.key] = [self.origin]
+        self.link.connect([self.origin], self.key)
+
+    def hand_on(self):
+        """Read each piece the link got, and add it to the swarm's torrent."""
+        self.link._read_alerts()  # raises SwarmError on the link's errors
+        events, self.link.piece_events = self.link.piece_events, []
+        link = self.link._handles[self.key]
+        handle = self.swarm._handles[self.key]
+        for _key, piece, data, error in events:
+            if error:
+                raise SwarmError("reading piece %d of the origin's share back failed: %s" % (piece, error))
+            if data is None:
+                link.read_piece(piece)
+            else:
+                handle.add_piece(piece, data, 0)
+                self.handed += 1
+
+    def progress(self):
+        """The link's payload bytes: downloaded, and of those redundant and failed."""
+        with self.lock:
+            if self.link is not None and self.link._session is not None:
+                s = self.link._handles[self.key].status()
+                self.last = {"downloaded": s.total_payload_download, "redundant": s.total_redundant_bytes,
+                             "failed": s.total_failed_bytes}
+            return dict(self.last)
+
+    def close(self):
+        """Stop the thread and leave the origin (the swarm's torrent keeps what was handed on)."""
+        self.stopping.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join()
+        if self.link is not None and self.link._session is not None:
+            self.progress()
+            self.link.close()

@@ -20,9 +20,12 @@ description:
     listens on O(address) only and talks to the addresses in O(peers) only. With an SSL
     torrent it talks TLS only, to peers whose certificates the torrent's CA signed.
   - Leaves when every peer in O(peers) wants nothing more from it (it was seen with all of
-    the torrent, or with all it wants of it, before or as it left), when for
-    O(idle_timeout) seconds no connected peer wanted anything (nodes already up to date
-    never join the swarm), or after O(timeout) seconds (RV(outcome)).
+    the torrent, or with all it wants of it) and has closed its connection, when for
+    O(idle_timeout) seconds no peer was connected and nothing was sent (nodes already up
+    to date never join the swarm), or after O(timeout) seconds (RV(outcome)). It keeps
+    its connections to peers that have all they want: a node's link to its origin
+    (O(indextts.deploy.model_cache_sync#module:swarm.origin)) has its own share long
+    before the node has the rest, and may still ask for pieces the other nodes do not bring.
   - Before joining (in check mode too) refuses a torrent that is not one, a O(path) whose
     files are not those of the torrent (missing, another size, or, with the manifest
     C(<torrent>.json) beside it, modified since), unparsable O(peers), a port out of range,
@@ -60,7 +63,9 @@ options:
     description:
       - "The nodes, as V(address), V(address:port) or V([IPv6]:port): the only addresses the
         seeder talks to, and those it waits for. Given with their swarm ports, the seeder
-        also calls them, every few seconds until each is done."
+        also calls them, every few seconds until each is done. Nodes that fetch with golden
+        as their O(indextts.deploy.model_cache_sync#module:swarm.origin) call golden
+        themselves: give them by address."
     type: list
     elements: str
     required: true
@@ -78,7 +83,7 @@ options:
     default: 3600
   idle_timeout:
     description:
-      - Seconds without any connected peer that wants something, after which the seeder
+      - Seconds without any connected peer and without sending, after which the seeder
         leaves. Nodes with nothing to fetch never join, so with every node up to date the
         seeder leaves after this long.
     type: int
@@ -92,7 +97,7 @@ requirements:
 notes:
   - A node that finished stays connected for 2 seconds (within its
     O(indextts.deploy.model_cache_sync#module:swarm.linger)), so that the seeder sees it is
-    done; a node that leaves another way (its swarm stalled and rsync took over) is in
+    done, or keeps its link to its origin until it has all it wants; a node that leaves another way (its swarm stalled and rsync took over) is in
     RV(peers_missing), and the seeder leaves by O(idle_timeout) or O(timeout).
   - Serving reads the cache only. Do not change the cache while the seeder runs; a piece
     that no longer matches its hash fails at the nodes, which then fall back to rsync.

@@ -229,11 +229,26 @@ options:
         default: 6881
       peers:
         description:
-          - "The other members as V(address:port) or V([IPv6]:port): golden and the other
-            nodes. Only these addresses are talked to, both ways."
+          - "The other members as V(address:port) or V([IPv6]:port): the other nodes, and
+            golden unless it is O(swarm.origin). Only these addresses are talked to, both ways."
         type: list
         elements: str
         default: []
+      origin:
+        description:
+          - "Golden's V(address:port) (V([IPv6]:port)), not among O(swarm.peers). This node
+            then asks golden only for its own share of the pieces (a piece's share is
+            its index modulo the number of nodes, in address order, of those that come
+            and have not finished without it), by a second connection of its own that
+            allows golden alone (on a free port of O(swarm.address)), and takes every
+            other piece from the other nodes: golden sends each piece about once. Pieces
+            no node brings (a node that never came, left, or finished without them) are
+            asked of golden after a few seconds. Without other peers, golden is this
+            node's one peer."
+          - Without it, golden is one of O(swarm.peers) and every node asks it for any piece
+            no node has yet (golden sent 1.5-1.7 copies of the cache to 8 nodes, see the
+            collection's bench/README.md).
+        type: str
       ssl_cert:
         description:
           - This host's certificate (PEM), signed by the deployment's CA that the torrent
@@ -346,6 +361,11 @@ swarm:
       type: int
     rate:
       description: Bytes per second downloaded, over the swarm's time.
+      type: int
+    from_origin:
+      description:
+        - Of RV(swarm.downloaded), the bytes this node's own share brought from golden
+          (O(swarm.origin)); V(null) when golden was an ordinary peer (no origin, or no other node).
       type: int
     seconds:
       description: Time from joining the swarm to having every file.
@@ -512,6 +532,7 @@ def main():
                 address=dict(type="str", required=True),
                 port=dict(type="int", default=6881),
                 peers=dict(type="list", elements="str", default=[]),
+                origin=dict(type="str"),
                 ssl_cert=dict(type="path"),
                 ssl_key=dict(type="path"),
                 timeout=dict(type="int", default=3600),

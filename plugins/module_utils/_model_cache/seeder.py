@@ -6,10 +6,10 @@
 Golden joins the closed swarm with the torrent cache_torrent made and serves the
 files where they are (seed mode: nothing is checked up front, nothing copied; each
 piece is hashed when first sent). It leaves when every listed node wants nothing more
-(_torrent.Swarm.satisfied: seen with all of the torrent, closed by golden because it
-had all, or no longer interested in golden's pieces), or when for ``idle_timeout``
-seconds no connected node wanted anything (nodes already up to date never join), or
-after ``timeout`` seconds. Serving changes nothing on this host.
+(_torrent.Swarm.satisfied: seen with all it wants of the torrent, or no longer
+interested in golden's pieces) and has closed its connection, or when for
+``idle_timeout`` seconds no node was connected and nothing was sent (nodes already up
+to date never join), or after ``timeout`` seconds. Serving changes nothing on this host.
 """
 
 import json
@@ -190,8 +190,8 @@ class CacheSeed(object):
                            peers_missing=sorted(wanted - done), uploaded=uploaded, events=swarm.messages[-EVENTS:])
 
     def serve(self, swarm, key, wanted, started):
-        """Seed until every peer in ``wanted`` is done (ALL_DONE), no connected peer
-        wanted anything for idle_timeout seconds (IDLE), or timeout seconds (TIMED_OUT)."""
+        """Seed until every peer in ``wanted`` is done and gone (ALL_DONE), no peer was
+        connected for idle_timeout seconds (IDLE), or timeout seconds (TIMED_OUT)."""
         callable_peers = [(address, port) for address, port in self.peers if port]
         last_call = None
         busy_at = started
@@ -199,10 +199,14 @@ class CacheSeed(object):
             now = time.monotonic()
             progress = swarm.progress()[key]
             done = swarm.satisfied(key)
+            connected = swarm.connected(key)
             self.note(swarm, wanted, done, progress["uploaded"], started)
-            if wanted <= done:
+            # Done and gone: a node's link to its origin (model_cache_sync's swarm.origin)
+            # has all it asked for long before the node has the rest, and may ask for
+            # more; the node closes it when it has all it wants.
+            if wanted <= done and not wanted & connected:
                 return ALL_DONE
-            if swarm.connected(key) - done or progress["upload_rate"] > 0:
+            if connected or progress["upload_rate"] > 0:
                 busy_at = now
             if now - busy_at >= self.p["idle_timeout"]:
                 return IDLE

@@ -38,6 +38,7 @@ from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport, unlink_if_there
 
 SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
+ORIGIN_DIR = "swarm-origin"  # in the state dir: pieces of the origin's share, copies handed to the swarm
 SETTLED_SECONDS = 3  # every connected peer a seed for this long: nobody needs this node
 # A node that finished stays connected at least this long (linger permitting), so that
 # its peers, golden's seeder above all, see it want nothing more before it leaves.
@@ -69,6 +70,14 @@ def swarm_problem(s):
             _torrent.parse_peer(peer)
         except ValueError as e:
             return "swarm.peers entry %r: %s" % (peer, e)
+    if s.get("origin"):
+        try:
+            origin = _torrent.parse_peer(s["origin"])
+        except ValueError as e:
+            return "swarm.origin %r: %s; give golden's address and swarm port" % (s["origin"], e)
+        if origin in [_torrent.parse_peer(peer) for peer in s.get("peers") or []]:
+            return ("swarm.origin %s is also in swarm.peers; with an origin, list only the other nodes as peers"
+                    % s["origin"])
     if not 1 <= s["port"] <= 65535:
         return "swarm.port must be a TCP port from 1 to 65535, got %d" % s["port"]
     for name in ("timeout", "stall_timeout", "linger", "upload_limit"):
@@ -84,6 +93,7 @@ class SwarmTransport(RsyncTransport):
         super(SwarmTransport, self).__init__(module, state, fail, figures)
         self.swarm = module.params["swarm"]
         self.staging = os.path.join(state.path, SWARM_DIR)
+        self.origin_staging = os.path.join(state.path, ORIGIN_DIR)
         self.outcome = None  # what report() says of the swarm; None: there was none
         self.farewell = None  # the thread that lingers in the swarm while the run goes on
 
@@ -134,22 +144,31 @@ class SwarmTransport(RsyncTransport):
             self.fail("the swarm's manifest %s does not list %s, which its torrent holds; make the torrent and "
                       "its manifest again on golden" % (manifest_path, ", ".join(missing[:5])))
         peers = [_torrent.parse_peer(p) for p in s["peers"] or []]
+        origin = _torrent.parse_peer(s["origin"]) if s["origin"] else None
         started = time.monotonic()
         self.outcome = {"files": len(paths), "bytes_wanted": sum(manifest[p][0] for p in paths),
                         "peers": ["%s:%d" % p for p in peers], "fallback": None}
         self.state.makedirs(self.staging, 0o700)
+        # A killed run's copies of the origin's share: what reached the swarm's staging
+        # resumes from there; the link starts empty, so that each piece it holds was
+        # handed on (a piece found on disk at its start would never be).
+        remove_tree(self.origin_staging)
         swarm = None
         lingering = False  # once True, the farewell thread leaves the swarm
         try:
-            swarm = _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers],
+            # With an origin and other nodes, this session talks to the nodes only: the
+            # origin's share comes by a link of its own (_torrent.OriginShare).
+            swarm = _torrent.Swarm(s["address"], s["port"], allowed=[a for a, _port in peers or [origin]],
                                    ssl=bool(s["ssl_cert"]), upload_limit=s["upload_limit"])
             if s["ssl_cert"]:
                 swarm.set_ssl_certificate(s["ssl_cert"], s["ssl_key"])
-            key = swarm.fetch(torrent, self.staging, peers, skip=[rel for rel in in_torrent if rel not in paths])
+            key = swarm.fetch(torrent, self.staging, peers, skip=[rel for rel in in_torrent if rel not in paths],
+                              origin=origin, origin_path=self.origin_staging)
             outcome = swarm.wait(s["timeout"] or float("inf"), s["stall_timeout"])
             progress = swarm.progress()[key]
             self.outcome.update(outcome=outcome, downloaded=progress["downloaded"],
                                 redundant=progress["redundant"], failed=progress["failed"],
+                                from_origin=progress.get("from_origin"),
                                 seconds=round(time.monotonic() - started, 3))
             if outcome != _torrent.DONE:
                 self.fall_back("the swarm %s after %.0f s with %d of %d bytes (peers: %s; last events: %s)" % (
@@ -196,6 +215,7 @@ class SwarmTransport(RsyncTransport):
         if swarm is not None:
             swarm.close()
         remove_tree(self.staging)
+        remove_tree(self.origin_staging)
 
     def wait_for_farewell(self):
         """Wait for the farewell thread, if this node lingers in a swarm."""

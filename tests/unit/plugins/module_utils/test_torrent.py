@@ -382,3 +382,125 @@ def test_a_swarm_listens_on_its_address_and_port_only(swarms):
         socket.create_connection(("127.0.0.8", swarm.port), 2).close()
     with pytest.raises(ValueError):
         swarms("node1.example")
+
+
+# -- the origin's share: who asks golden for which piece (pure) ------------------------
+
+MEMBERS = ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+def asked(lacking, views):
+    """Each member's origin_pieces, given its own view: {member: kwargs}."""
+    return dict((m, _torrent.origin_pieces(lacking, MEMBERS, m, **kwargs)) for m, kwargs in views.items())
+
+
+def each_once(got, pieces):
+    """Whether the members' asks cover ``pieces`` with each piece asked exactly once."""
+    return sorted(p for asks in got.values() for p in asks) == sorted(pieces)
+
+
+def test_origin_pieces_split_what_the_nodes_lack_among_them_once_each():
+    lacking = list(range(30))
+    got = asked(lacking, dict((m, {}) for m in MEMBERS))  # at the start: everyone counts as there
+    assert each_once(got, lacking)
+    assert sorted(len(asks) for asks in got.values()) == [10, 10, 10]
+    everyone = asked(lacking, dict((m, {"present": set(MEMBERS) - {m}}) for m in MEMBERS))
+    assert everyone == got
+
+
+def test_origin_pieces_of_a_node_that_never_came_go_to_those_that_did():
+    lacking = list(range(30))
+    came = ["10.0.0.2", "10.0.0.4"]
+    got = asked(lacking, dict((m, {"present": set(came) - {m}}) for m in came))
+    assert each_once(got, lacking)
+    assert sorted(len(asks) for asks in got.values()) == [15, 15]
+
+
+def test_origin_pieces_a_finished_node_brings_the_pieces_it_has_and_no_others():
+    # 10.0.0.4 finished with pieces 0-14 (it wants no others): golden is asked for none
+    # of those, and the two others split 15-29 between them.
+    lacking, has = list(range(30)), set(range(15))
+    fetching = ["10.0.0.2", "10.0.0.3"]
+    got = asked(lacking, dict((m, {"present": set(MEMBERS) - {m}, "finished": {"10.0.0.4": has}}) for m in fetching))
+    assert each_once(got, range(15, 30))
+    assert sorted(len(asks) for asks in got.values()) == [7, 8]
+
+
+def test_origin_pieces_rescue_asks_for_what_no_peer_offers_whoever_owns_it():
+    mine = _torrent.origin_pieces(range(6), MEMBERS, "10.0.0.2")
+    assert _torrent.origin_pieces(range(6), MEMBERS, "10.0.0.2", rescue=[1, 2, 99]) == mine | {1, 2}
+
+
+# -- the origin's share: real libtorrent -------------------------------------------------
+
+
+def test_with_an_origin_golden_sends_each_piece_once_and_the_nodes_the_rest(tmp_path, cache, swarms):
+    root, content, torrent = cache
+    nodes = [NODE1, NODE2, NODE3]
+    golden = swarms(GOLDEN, allowed=nodes)  # it calls nobody: the nodes' links call it
+    golden.seed(torrent, root)
+    fetchers = {}
+    for node in nodes:
+        others = [n for n in nodes if n != node]
+        fetchers[node] = swarms(node, port=free_port(node), allowed=others)
+    for node, swarm in fetchers.items():
+        swarm.fetch(torrent, str(tmp_path / node / "a"), [(n, fetchers[n].port) for n in nodes if n != node],
+                    origin=(GOLDEN, golden.port), origin_path=str(tmp_path / node / "origin"))
+    total = sum(len(d) for d in content.values())
+    for node, swarm in fetchers.items():
+        assert swarm.wait(60, 20) == _torrent.DONE
+        assert read_tree(str(tmp_path / node / "a")) == content
+        p = one(swarm)
+        assert 0 < p["from_origin"] < total, p  # a share, not the whole
+        assert p["downloaded"] >= total
+    # golden sent each piece about once, and only to the links (what they received
+    # counts each block once or more; the nodes' swarms never reached golden)
+    uploaded = one(golden)["uploaded"]
+    assert total <= uploaded <= 1.1 * total, (uploaded, total)
+    assert uploaded <= sum(one(s)["from_origin"] for s in fetchers.values())
+
+
+def test_with_an_origin_the_share_of_a_node_that_never_came_is_taken_over(tmp_path, cache, swarms, monkeypatch):
+    monkeypatch.setattr(_torrent, "SHARE_GRACE_SECONDS", 1.0)
+    root, content, torrent = cache
+    golden = swarms(GOLDEN, allowed=[NODE1, NODE2, NODE3])
+    golden.seed(torrent, root)
+    node1 = swarms(NODE1, port=free_port(NODE1), allowed=[NODE2, NODE3])
+    node2 = swarms(NODE2, port=free_port(NODE2), allowed=[NODE1, NODE3])
+    absent = (NODE3, free_port(NODE3))  # listed, never comes
+    node1.fetch(torrent, str(tmp_path / "n1"), [(NODE2, node2.port), absent], origin=(GOLDEN, golden.port),
+                origin_path=str(tmp_path / "o1"))
+    node2.fetch(torrent, str(tmp_path / "n2"), [(NODE1, node1.port), absent], origin=(GOLDEN, golden.port),
+                origin_path=str(tmp_path / "o2"))
+    assert node1.wait(60, 20) == _torrent.DONE
+    assert node2.wait(60, 20) == _torrent.DONE
+    assert read_tree(str(tmp_path / "n1")) == read_tree(str(tmp_path / "n2")) == content
+    total = sum(len(d) for d in content.values())
+    assert one(golden)["uploaded"] <= 1.5 * total  # the absent node's third, mostly once
+
+
+def test_with_an_origin_and_no_other_node_golden_is_the_one_peer(tmp_path, cache, swarms):
+    root, content, torrent = cache
+    golden = swarms(GOLDEN, allowed=[NODE1])
+    golden.seed(torrent, root)
+    node = swarms(NODE1, allowed=[GOLDEN])
+    node.fetch(torrent, str(tmp_path / "n1"), [], origin=(GOLDEN, golden.port), origin_path=str(tmp_path / "o"))
+    assert node.wait(30, 10) == _torrent.DONE
+    assert read_tree(str(tmp_path / "n1")) == content
+    assert "from_origin" not in one(node) and not os.path.exists(str(tmp_path / "o"))
+
+
+def test_an_origin_among_the_peers_or_without_a_place_for_its_share_is_refused(tmp_path, cache, swarms):
+    _root, _content, torrent = cache
+    node = swarms(NODE1, allowed=[GOLDEN, NODE2])
+    with pytest.raises(_torrent.SwarmError, match="the origin 127.0.0.1:7000 is also among the peers"):
+        node.fetch(torrent, str(tmp_path / "n1"), [(GOLDEN, 7000), (NODE2, 7001)], origin=(GOLDEN, 7000),
+                   origin_path=str(tmp_path / "o"))
+    with pytest.raises(_torrent.SwarmError, match="needs origin_path"):
+        node.fetch(torrent, str(tmp_path / "n1"), [(NODE2, 7001)], origin=(GOLDEN, 7000))
+
+
+def free_port(address):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]

@@ -75,6 +75,14 @@ def seeded(proc):
     return result
 
 
+def read_tree(root, files=None):
+    """{relative path: bytes} of ``files`` under root (default: its regular files)."""
+    if files is None:
+        files = [os.path.relpath(os.path.join(d, n), root) for d, _s, names in os.walk(root) for n in names
+                 if not os.path.islink(os.path.join(d, n))]
+    return dict((rel, open(os.path.join(root, rel), "rb").read()) for rel in files)
+
+
 def cache_bytes(torrent):
     return sum(size for size, _mtime, _mode in json.loads(torrent.with_suffix(".torrent.json").read_text()).values())
 
@@ -108,6 +116,31 @@ def test_two_nodes_sync_from_the_seeder_and_it_leaves_when_both_are_done(golden,
         assert_hub_reads_offline(str(tmp_path / node / "hf_cache"))
     # the seeder left long before its idle_timeout (120 s), and the nodes long before their linger (10 s)
     assert left < 30 and time.monotonic() - started < 30, left
+
+
+def test_the_seeder_stays_for_a_node_with_all_it_asked_for_until_it_closes_the_connection(golden, tmp_path):
+    """A node's link to its origin (model_cache_sync's swarm.origin) has its share long
+    before the node has the rest, and may ask for more (pieces a node that finished
+    without them does not bring): golden serves it until the node closes the link."""
+    torrent = make_torrent(golden, tmp_path)
+    data = torrent.read_bytes()
+    seeder, port = seed(torrent, golden, [NODES[0]], tmp_path)  # by address: the link calls golden
+    files = _torrent.torrent_files(data)
+    with _torrent.Swarm(NODES[0], allowed=[GOLDEN]) as link:
+        key = link.fetch(data, str(tmp_path / "share"), [(GOLDEN, port)], skip=files[1:])
+        assert link.wait(30, 10) == _torrent.DONE
+        time.sleep(3)
+        assert seeder.poll() is None, seeder.communicate()  # golden stays: all asked for, still connected
+        assert read_tree(str(tmp_path / "share")) == read_tree(str(golden), files[:1])
+        # the rest, asked for now, from the same golden
+        link._handles[key].prioritize_files([4] * len(files))
+        deadline = time.monotonic() + 30
+        while link.progress()[key]["total_done"] < cache_bytes(torrent) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert link.progress()[key]["total_done"] == cache_bytes(torrent)
+    result = seeded(seeder)
+    assert result["outcome"] == "all peers done" and result["peers_done"] == [NODES[0]], result
+    assert result["seconds"] < 20
 
 
 def test_with_no_peer_coming_the_seeder_leaves_idle(golden, tmp_path):

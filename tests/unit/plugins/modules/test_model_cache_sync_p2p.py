@@ -104,6 +104,29 @@ def test_two_nodes_fetch_the_cache_from_the_swarm_and_a_rerun_joins_none(golden,
     assert again["changed"] is False and again["swarm"] is None
 
 
+def test_with_an_origin_each_node_takes_a_share_from_golden_and_the_rest_from_the_other(golden, tmp_path):
+    torrent = publish_torrent(golden, tmp_path)
+    ports = dict((node, free_port(node)) for node in NODES)
+    with _torrent.Swarm(GOLDEN, allowed=NODES) as seeder:
+        seeder.seed(torrent.read_bytes(), str(golden))
+        procs = dict((node, start(golden, tmp_path / node, node, torrent,
+                                  ["%s:%d" % (n, ports[n]) for n in NODES if n != node], tmp_path,
+                                  port=ports[node], origin="%s:%d" % (GOLDEN, seeder.port))) for node in NODES)
+        results = dict((node, finish(p)) for node, p in procs.items())
+        uploaded = list(seeder.progress().values())[0]["uploaded"]
+    with open(_torrent.manifest_path(str(torrent))) as f:
+        wanted = sum(size for size, _mtime, _mode in json.load(f).values())
+    for node, result in results.items():
+        swarm = result["swarm"]
+        assert swarm["outcome"] == "done" and swarm["fallback"] is None, swarm
+        assert 0 < swarm["from_origin"] < wanted and swarm["downloaded"] >= wanted, swarm  # a share from golden
+        assert files_and_links(tmp_path / node) == files_and_links(golden)
+        assert_hub_reads_offline(str(tmp_path / node / "hf_cache"))
+        state = tmp_path / node / ".locks" / "indextts-sync"
+        assert not os.path.exists(state / "swarm") and not os.path.exists(state / "swarm-origin")
+    assert wanted <= uploaded <= 1.1 * wanted  # golden sent the cache about once, not twice
+
+
 def test_a_node_fetches_only_what_it_lacks_and_the_rest_by_rsync(golden, tmp_path):
     torrent = publish_torrent(golden, tmp_path)
     dest = tmp_path / "node"
@@ -143,6 +166,9 @@ def test_a_bad_swarm_is_refused_before_anything_is_written(golden, tmp_path):
     torrent = publish_torrent(golden, tmp_path)
     cases = [({"address": "node1"}, "swarm.address 'node1' is not an IP address"),
              ({"peers": ["10.0.0.1"]}, "swarm.peers entry '10.0.0.1'"),
+             ({"origin": "10.0.0.1"}, "swarm.origin '10.0.0.1': not a peer address"),
+             ({"origin": "10.0.0.1:6881", "peers": ["10.0.0.1:6881", "10.0.0.2:6881"]},
+              "swarm.origin 10.0.0.1:6881 is also in swarm.peers"),
              ({"ssl_cert": str(torrent)}, "parameters are required together: ssl_cert, ssl_key"),
              ({"manifest": str(tmp_path / "none.json")}, "swarm.manifest %s does not exist" % (tmp_path / "none.json"))]
     for swarm, message in cases:
