@@ -636,8 +636,8 @@ class Swarm(object):
                         self._flushed[key] = False
                         self._handles[key].flush_cache()
                 if all(self._flushed[key] for key in fetching):
-                    for share in self._shares.values():
-                        share.close()  # the origin sees this node go with its share done
+                    # A link to an origin stays until the node leaves the swarm (close()),
+                    # so that golden sees it want nothing more before it goes.
                     return DONE
             current = tuple((p["total_done"], p["state"]) for p in fetching.values())
             if current != marker:
