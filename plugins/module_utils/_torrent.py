@@ -6,7 +6,8 @@
 The golden host makes a BitTorrent v2 torrent of the cache's regular files (the
 blobs; never the snapshot links nor refs/, which are published from the manifest)
 and seeds them in place. Nodes fetch into a staging directory and then seed to each
-other. The swarm is closed: no tracker, no DHT, no local service discovery, no
+other; with golden as their origin, each asks golden only for its own share of the
+pieces and gets the rest from the other nodes (OriginShare). The swarm is closed: no tracker, no DHT, no local service discovery, no
 peer exchange, no UPnP or NAT-PMP; peers are given by address, and an allow-list of
 addresses (libtorrent's ip_filter) refuses every other one. An SSL torrent carries a
 per-deployment CA certificate: libtorrent then talks to a peer only over TLS, only if
@@ -79,11 +80,6 @@ ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 # Peer messages kept for the caller (the newest ones).
 MAX_MESSAGES = 200
 
-# libtorrent's errors::upload_upload_connection (the same value in 2.0 and 2.1): this
-# session closed a connection because both ends have all they want. A seeder closes
-# a peer with it the moment the peer has the whole torrent, so the alert is the one
-# trace of a peer that finished and left at once.
-UPLOAD_UPLOAD_CONNECTION = 37
 # A peer connected this long that never wanted a piece of a node that has all it
 # wants needs nothing from it (interest follows the bitfields within a round trip);
 # and a node judges its peers' interest this long after it has all it wants.
@@ -91,9 +87,10 @@ SETTLE_SECONDS = 1.0
 # How often wait() looks at the peers at least (see satisfied()).
 OBSERVE_SECONDS = 0.2
 # With an origin (OriginShare): how long the link's thread waits for its pieces at
-# most before it looks again; how often the node's share is planned again; how long a listed peer
-# may take to connect before its share is planned as if it were not coming; how long
-# the node may get nothing before it asks the origin for pieces no peer offers.
+# most before it looks again; how often the node's share is planned again; how long
+# a listed peer may take to connect before its share is planned as if it were not
+# coming; how long the node may get nothing before it asks the origin for pieces no
+# peer offers.
 SHARE_TICK_SECONDS = 0.05
 SHARE_PLAN_SECONDS = 0.5
 SHARE_GRACE_SECONDS = 5.0
@@ -440,8 +437,8 @@ class Swarm(object):
         if origin and not origin_path:
             raise SwarmError("fetching with an origin needs origin_path, where the origin's share lands")
         # A fetcher keeps its connections when it finishes (libtorrent closes those to
-        # seeds by default, before its last pieces are announced): the seeder then sees
-        # it finish, closes the connection itself, and knows why (satisfied()).
+        # seeds by default, before its last pieces are announced), as the seeder does
+        # (seed()): each side sees the other finish (satisfied()) before it leaves.
         self._session.apply_settings({"close_redundant_connections": False})
         key = self._add(torrent, save_path, 0, skip=skip)
         self._fetching[key] = peers
@@ -552,8 +549,7 @@ class Swarm(object):
         """Addresses of the peers of a torrent that want nothing more from this node,
         as far as it has seen since it had all of the torrent it wants (a seeder; a
         fetcher that finished): peers seen with all they want (seed, upload-only);
-        peers this node closed because both ends had all they want (one that
-        finished and left before it was seen as a seed); peers that took pieces
+        peers that took pieces
         from this node, or were interested in them, and no longer are (one that
         skips files and has the rest); peers connected for SETTLE_SECONDS without
         ever wanting a piece of this node. Once satisfied, a peer stays so.
@@ -677,8 +673,6 @@ class Swarm(object):
                 self._complete.add(_key(a.handle.info_hashes()))
             if isinstance(a, lt.peer_disconnected_alert) and a.handle.is_valid():
                 key = _key(a.handle.info_hashes())
-                if a.error.value() == UPLOAD_UPLOAD_CONNECTION and a.error.category().name() == "libtorrent":
-                    self._done.get(key, set()).add(_address(a.ip[0]))
                 if key in self._complete:
                     self._left.get(key, set()).add(_address(a.ip[0]))
             if isinstance(a, (lt.peer_error_alert, lt.peer_disconnected_alert, lt.peer_blocked_alert,

@@ -23,7 +23,7 @@ description:
     the torrent, or with all it wants of it) and has closed its connection, when for
     O(idle_timeout) seconds no peer was connected and nothing was sent (nodes already up
     to date never join the swarm), or after O(timeout) seconds (RV(outcome)). It keeps
-    its connections to peers that have all they want: a node's link to its origin
+    its connections to peers that have all they want, because a node's link to its origin
     (O(indextts.deploy.model_cache_sync#module:swarm.origin)) has its own share long
     before the node has the rest, and may still ask for pieces the other nodes do not bring.
   - Before joining (in check mode too) refuses a torrent that is not one, a O(path) whose

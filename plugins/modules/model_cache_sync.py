@@ -327,6 +327,24 @@ EXAMPLES = r"""
     src: /mnt/usb/indextts-cache
     dest: /srv/indextts/cache
     verify: all
+
+# Golden seeds with indextts.deploy.cache_seed meanwhile (the model_cache role does both).
+- name: Fetch the content from the swarm, this node's share of it from golden
+  indextts.deploy.model_cache_sync:
+    src: /srv/indextts/cache
+    dest: /srv/indextts/cache
+    src_host: 10.10.0.1
+    src_user: cache-reader
+    ssh_key: /root/.ssh/indextts_cache
+    known_hosts: /etc/indextts/known_hosts
+    transport: p2p
+    swarm:
+      torrent: /etc/indextts/swarm/indextts-cache.torrent
+      address: 10.10.0.11
+      origin: 10.10.0.1:6881
+      peers: ["10.10.0.12:6881", "10.10.0.13:6881"]
+      ssl_cert: /etc/indextts/swarm/member.pem
+      ssl_key: /etc/indextts/swarm/member.key
 """
 
 RETURN = r"""

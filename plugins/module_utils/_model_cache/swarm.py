@@ -11,7 +11,10 @@ differently:
 
   - by the swarm: the planned files the torrent holds, downloaded into the state
     dir's swarm/ (on dest's filesystem), then hard-linked under their final names with
-    the manifest's mtime and mode, and the cache's owner;
+    the manifest's mtime and mode, and the cache's owner. With ``swarm.origin``
+    (golden), the node's own share of the pieces comes from golden by a link of its
+    own (its copies in the state dir's swarm-origin/, removed with swarm/), the rest
+    from the other nodes (_torrent.OriginShare);
   - by rsync: the planned files the torrent does not hold (a revision newer than the
     torrent), and the blobs seeded from an older revision: a change confined to a few
     blocks goes by rsync's delta, which BitTorrent cannot do;
