@@ -136,6 +136,21 @@ def test_seed_candidates_pair_a_new_blob_with_the_old_one_of_the_same_file(tmp_p
         {"blob": REPO + "/blobs/" + BLOB_NEW, "basis": REPO + "/blobs/" + BLOB_OLD}]
 
 
+def test_seed_candidates_ask_dest_nothing_per_link_of_a_repo_it_has_no_snapshots_of(tmp_path, monkeypatch):
+    """A full sync plans 20,000 links into a dest that has none of them."""
+    dest = str(tmp_path)
+    make_repo(dest, OLD, BLOB_OLD)
+    other = "hf_cache/models--org--other"
+    changes = [link("%s/snapshots/%s/f%05d" % (other, NEW, i), "../../blobs/%040x" % i) for i in range(100)]
+    changes.append(link(REPO + "/snapshots/%s/w.bin" % NEW, "../../blobs/" + BLOB_NEW))
+    asked = []
+    real_lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: (asked.append(p), real_lexists(p))[1])
+    assert plan.seed_candidates(dest, changes) == [
+        {"blob": REPO + "/blobs/" + BLOB_NEW, "basis": REPO + "/blobs/" + BLOB_OLD}]
+    assert asked == [os.path.join(dest, REPO, "blobs", BLOB_NEW)]
+
+
 def test_repos_in_a_captured_listing():
     with open(os.path.join(FIXTURES, "list-repos.txt")) as f:
         assert plan.repos_in_listing(f.read()) == {
