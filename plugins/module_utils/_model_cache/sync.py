@@ -180,7 +180,7 @@ class ModelCacheSync(object):
         point at that never matched their names here (landed by a run killed before it
         verified them, say), against their names, before any link or ref points at them."""
         started = time.monotonic()
-        self.hasher.stop()
+        self.hasher.stop(finish=True)
         self.state.remove_seeds()
         blobs = verify.blobs_to_verify(self.dest, self.changes, self.params["verify"], self.seeds)
         if self.params["verify"] != "none":

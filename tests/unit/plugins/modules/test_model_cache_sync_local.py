@@ -376,6 +376,35 @@ def test_blob_hasher_follows_the_temporary_file_rsync_writes(tmp_path):
     assert hasher.digest(rel) == name
 
 
+def test_blob_hasher_stopping_after_the_transfer_takes_the_tail_of_what_just_landed(tmp_path):
+    """rsync renamed the last blob into place just before the transfer's end: the
+    hasher reads the tail written since it last looked, not the whole blob again (it
+    used to drop what it followed, and verify hashed the largest blob anew, 0.25 s)."""
+    blobs = tmp_path / "hf_cache" / "models--a--b" / "blobs"
+    blobs.mkdir(parents=True)
+    data = os.urandom(8 << 20)
+    name = hashlib.sha256(data).hexdigest()
+    rel = "hf_cache/models--a--b/blobs/" + name
+    temporary = blobs / (".%s.Xy12Ab" % name)
+    with mock.patch.object(verify.hf, "blob_sha256", side_effect=AssertionError("hashed whole")):
+        hasher = verify.BlobHasher(str(tmp_path), [rel]).start()
+        with open(temporary, "wb") as f:
+            f.write(data[:1 << 20])
+            f.flush()
+            deadline = time.monotonic() + 10
+            while rel not in hasher.following and time.monotonic() < deadline:
+                time.sleep(0.01)
+            f.write(data[1 << 20:])
+        os.rename(temporary, blobs / name)
+        hasher.stop(finish=True)
+    assert hasher.digest(rel) == name
+    assert hasher.following == {}
+    # A blob that did not land (a failed transfer) is left to verify to hash whole.
+    other = verify.BlobHasher(str(tmp_path), ["hf_cache/models--a--b/blobs/" + "1" * 64]).start()
+    other.stop(finish=True)
+    assert other.digest("hf_cache/models--a--b/blobs/" + "1" * 64) is None
+
+
 def test_bandwidth_limit_keeps_the_file_data_in_one_run(tmp_path):
     """rsync's --bwlimit holds per process: parallel runs would multiply it."""
     src = tmp_path / "src"
