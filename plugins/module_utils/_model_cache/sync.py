@@ -10,13 +10,20 @@ from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import guards, plan, publish, verify
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.seed import seed
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import PARTIAL_DIR, StateDir
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport, swarm_problem
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport
-
-TRANSPORTS = {"rsync": RsyncTransport, "p2p": SwarmTransport}
 
 CHANGED_FILES_LIMIT = 200
 STAT_KEYS = ("files_transferred", "bytes_transferred", "literal_bytes", "matched_bytes")
+
+
+def transport_class(name):
+    """The transport's class. The swarm's is imported only for a p2p sync: libtorrent
+    and the torrent code cost every rsync run's start 20-30 ms here otherwise (under
+    Ansible, which compiles them from its zip on every run)."""
+    if name == "p2p":
+        from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport
+        return SwarmTransport
+    return RsyncTransport
 
 
 class ModelCacheSync(object):
@@ -27,7 +34,7 @@ class ModelCacheSync(object):
         self.check_mode = module.check_mode
         self.wrote = False  # once True, a failure still reports changed
         self.state = StateDir(self.dest, self.params["owner"], self.params["group"], self.fail, module.warn)
-        self.transport = TRANSPORTS[self.params["transport"]](module, self.state, self.fail, self.figures)
+        self.transport = transport_class(self.params["transport"])(module, self.state, self.fail, self.figures)
         self.record = verify.VerifiedRecord(self.dest, self.state.record, self.state.own)
         self.filters = []
         self.planned = []  # the dry run's changes
@@ -61,6 +68,7 @@ class ModelCacheSync(object):
     def inspect(self):
         why = guards.problem(self.params, self.dest, os.geteuid() == 0)
         if not why and self.params["transport"] == "p2p":
+            from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import swarm_problem
             why = swarm_problem(self.params["swarm"])
         if why:
             self.fail(why)

@@ -621,6 +621,18 @@ def test_a_disk_that_fills_during_the_transfer_is_named_and_not_retried(src, tmp
         subprocess.run(["umount", str(small)], check=True)
 
 
+def test_an_rsync_sync_does_not_load_the_swarm():
+    """libtorrent and the torrent code cost every run's start; only p2p needs them."""
+    code = ("import sys\n"
+            "from ansible_collections.indextts.deploy.plugins.modules import model_cache_sync\n"
+            "from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import sync\n"
+            "assert sync.transport_class('rsync').__name__ == 'RsyncTransport'\n"
+            "print(sorted(m for m in sys.modules if 'torrent' in m or m.endswith('.swarm')))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))).stdout
+    assert out.strip() == "[]"
+
+
 def sync_changing_src(src, dest, change, when="after the plan"):
     """sync() with change() applied to src "after the plan" read src's snapshot links
     and refs, the content's runs held back until then (a scheduled re-sync overlapping
