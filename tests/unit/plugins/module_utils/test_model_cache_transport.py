@@ -161,6 +161,6 @@ def test_a_run_that_failed_gets_no_callback_and_fails_the_task_after_the_others(
     failures = []
     t = running(module, failures)
     threading.Timer(0.5, module.release.set).start()
-    t.run_many([(["content"], "content", None), (["broken"], "plan", None)], {1: lambda out: failures.append(out)})
+    t.run_many([(["content"], "content", None), (["broken"], "plan", None)], {1: failures.append})
     assert module.ended == ["broken", "content"]
     assert len(failures) == 1 and failures[0].startswith("plan failed after 1 attempt(s)")
