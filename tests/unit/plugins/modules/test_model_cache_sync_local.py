@@ -379,7 +379,7 @@ def test_blob_hasher_follows_the_temporary_file_rsync_writes(tmp_path):
 def test_blob_hasher_stopping_after_the_transfer_takes_the_tail_of_what_just_landed(tmp_path):
     """rsync renamed the last blob into place just before the transfer's end: the
     hasher reads the tail written since it last looked, not the whole blob again (it
-    used to drop what it followed, and verify hashed the largest blob anew, 0.25 s)."""
+    used to drop what it followed, and verify hashed that blob anew: 0.25 s on the bench)."""
     blobs = tmp_path / "hf_cache" / "models--a--b" / "blobs"
     blobs.mkdir(parents=True)
     data = os.urandom(8 << 20)
