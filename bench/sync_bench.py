@@ -121,10 +121,12 @@ def measure(case, address, workdir, results, repeat=1, fresh=False):
         if raw_time is None:
             raw_time, raw_bytes = wall, wire
         row = {"case": case, "method": name, "wall_s": round(wall, 2), "wire_bytes": wire,
-               "time_ratio": round(wall / raw_time, 3), "bytes_ratio": round(wire / raw_bytes, 3) if raw_bytes else None}
+               "time_ratio": round(wall / raw_time, 3), "bytes_ratio": round(wire / raw_bytes, 3) if raw_bytes else None,
+               "runs_wall_s": [round(r[0], 2) for r in runs[name]]}  # each run, in order; the median is wall_s
         if own is not None:
             row["rsync_work_s"] = own
             row["rsync_work_ratio"] = round(own / raw_time, 3)
+            row["runs_rsync_work_s"] = [r[2] for r in runs[name]]
         results.append(row)
         print("  %-17s %7.2f s  %14d B on the wire  time %.3fx  bytes %s%s" % (
             name, wall, wire, row["time_ratio"], row["bytes_ratio"],

@@ -44,21 +44,27 @@ def is_repo_dir(name):
     return bool(REPO_DIR_RE.match(name))
 
 
+# The path up to and including its first part that is a repo dir (REPO_DIR_RE, whose
+# "$" also lets a part end in one newline), in one match instead of one per part.
+_REPO_PREFIX_RE = re.compile(r"(?:[^/]*/)*?(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9_.-]*"
+                             r"(?:--[A-Za-z0-9][A-Za-z0-9_.-]*)?\n?(?=/|\Z)")
+
+
 # A sync plans tens of thousands of paths and asks about each several times (its
 # stage, its snapshot, its link's blob): the pure path functions remember answers.
 @functools.lru_cache(maxsize=1 << 17)
 def split_repo_path(path):
-    """Split a path relative to a cache root at its repo directory.
+    """Split a path relative to a cache root at its (first) repo directory.
 
     ``hf_cache/models--a--b/snapshots/c1/x/y.bin`` ->
     (``hf_cache/models--a--b``, ``snapshots``, ``c1/x/y.bin``); None outside a repo.
     """
-    parts = path.strip("/").split("/")
-    for i, part in enumerate(parts):
-        if is_repo_dir(part):
-            sub = parts[i + 1] if len(parts) > i + 1 else ""
-            return "/".join(parts[:i + 1]), sub, "/".join(parts[i + 2:])
-    return None
+    path = path.strip("/")
+    m = _REPO_PREFIX_RE.match(path)
+    if not m:
+        return None
+    sub, _sep, rest = path[m.end() + 1:].partition("/")
+    return m.group(), sub, rest
 
 
 @functools.lru_cache(maxsize=1 << 17)

@@ -156,15 +156,21 @@ def share_out(paths, sizes, streams):
 def seed_candidates(dest, changes):
     """(new blob, older local blob of the same file) pairs for revision-aware delta:
     a planned snapshot link to a blob dest lacks, where dest's other snapshot of the
-    same repo and file points at another blob."""
+    same repo and file points at another blob. A repo dest has no snapshots of has no
+    older blob: its links cost no look at dest (a full sync plans 20,000 of them)."""
     local = None
+    has_snapshots = {}
     pairs = []
     for c in changes:
         if c["type"] != "symlink" or "target" not in c:
             continue
         snap = hf.snapshot_file(c["path"])
         blob = hf.link_target_path(c["path"], c["target"])
-        if not snap or not blob or os.path.lexists(os.path.join(dest, blob)):
+        if not snap or not blob:
+            continue
+        if snap[0] not in has_snapshots:
+            has_snapshots[snap[0]] = os.path.isdir(os.path.join(dest, snap[0], "snapshots"))
+        if not has_snapshots[snap[0]] or os.path.lexists(os.path.join(dest, blob)):
             continue
         if local is None:
             local = hf.index_snapshots(dest)

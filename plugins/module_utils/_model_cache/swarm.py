@@ -38,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import remove_tree
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport, unlink_if_there
+from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import (
+    RsyncFailure, RsyncTransport, unlink_if_there)
 
 SWARM_DIR = "swarm"  # in the state dir: what the swarm downloads, before its final names
 ORIGIN_DIR = "swarm-origin"  # in the state dir: pieces of the origin's share, copies handed to the swarm
@@ -100,7 +101,7 @@ class SwarmTransport(RsyncTransport):
         self.outcome = None  # what report() says of the swarm; None: there was none
         self.farewell = None  # the thread that lingers in the swarm while the run goes on
 
-    def fetch_content(self, changes, extra, filters, seeds, plan_into=None):
+    def fetch_content(self, changes, extra, filters, seeds, plan_into=None, on_plan=None):
         files = [c for c in changes if c["type"] == "file" and plan.stage_of(c) == "content"]
         with open(self.swarm["torrent"], "rb") as f:
             torrent = f.read()
@@ -124,13 +125,17 @@ class SwarmTransport(RsyncTransport):
                 done = set(c["path"] for c in wanted)
                 changes = [c for c in changes if c["path"] not in done]
                 extra = [p for p in extra if p not in done]
+        staged = None
+        if plan_read and not isinstance(plan_read.result(), RsyncFailure):
+            # read beside the swarm: what follows from it overlaps rsync's pass below
+            staged = self.take_plan(plan_read.result(), on_plan)
         # What the torrent does not hold, the seeded blobs, and the directories' modes
         # and times (the swarm made them, rsync stamps them as on src); the plan beside
         # them when there was no swarm.
-        rest, staged = super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds, plan_into)
+        rest, beside = super(SwarmTransport, self).fetch_content(changes, extra, filters, seeds, plan_into, on_plan)
         if plan_read:
-            staged = self.planned_links(self.output_of(plan_read.result()))
-        return moved + rest, staged
+            self.output_of(plan_read.result())  # a plan that failed fails the task, after rsync's pass
+        return moved + rest, staged if plan_read else beside
 
     def fetch_by_swarm(self, torrent, in_torrent, wanted):
         """Fetch ``wanted`` (changes) of the torrent's files ``in_torrent`` from the

@@ -10,13 +10,20 @@ from ansible_collections.indextts.deploy.plugins.module_utils import _hfcache as
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import guards, plan, publish, verify
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.seed import seed
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.state import PARTIAL_DIR, StateDir
-from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport, swarm_problem
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.transport import RsyncTransport
-
-TRANSPORTS = {"rsync": RsyncTransport, "p2p": SwarmTransport}
 
 CHANGED_FILES_LIMIT = 200
 STAT_KEYS = ("files_transferred", "bytes_transferred", "literal_bytes", "matched_bytes")
+
+
+def transport_class(name):
+    """The transport's class. The swarm's is imported only for a p2p sync: libtorrent
+    and the torrent code cost every rsync run's start 20-30 ms here otherwise (under
+    Ansible, which compiles them from its zip on every run)."""
+    if name == "p2p":
+        from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import SwarmTransport
+        return SwarmTransport
+    return RsyncTransport
 
 
 class ModelCacheSync(object):
@@ -27,11 +34,11 @@ class ModelCacheSync(object):
         self.check_mode = module.check_mode
         self.wrote = False  # once True, a failure still reports changed
         self.state = StateDir(self.dest, self.params["owner"], self.params["group"], self.fail, module.warn)
-        self.transport = TRANSPORTS[self.params["transport"]](module, self.state, self.fail, self.figures)
+        self.transport = transport_class(self.params["transport"])(module, self.state, self.fail, self.figures)
         self.record = verify.VerifiedRecord(self.dest, self.state.record, self.state.own)
         self.filters = []
         self.planned = []  # the dry run's changes
-        self.staged = None  # the plan's snapshot links and refs, once read from src
+        self.staged = None  # the plan's snapshot links and refs, once read from src (publish.ReadPlan)
         self.seeds = {}  # new blob -> its seed in the state dir
         self.hasher = None
         self.verify_seconds = 0.0
@@ -61,6 +68,7 @@ class ModelCacheSync(object):
     def inspect(self):
         why = guards.problem(self.params, self.dest, os.geteuid() == 0)
         if not why and self.params["transport"] == "p2p":
+            from ansible_collections.indextts.deploy.plugins.module_utils._model_cache.swarm import swarm_problem
             why = swarm_problem(self.params["swarm"])
         if why:
             self.fail(why)
@@ -103,8 +111,9 @@ class ModelCacheSync(object):
         self.refuse_escaping(self.planned, "nothing was changed")
         self.result["changed"] = bool(self.planned)
 
-    def refuse_escaping(self, changes, outcome):
-        escaping = plan.escaping_links(changes)
+    def refuse_escaping(self, changes, outcome, escaping=None):
+        """Fail when changes hold escaping links (``escaping``: plan.escaping_links(changes), if known)."""
+        escaping = plan.escaping_links(changes) if escaping is None else escaping
         if escaping:
             self.fail("%s holds links inside Hugging Face repos that the cache layout does not have, which would "
                       "reach outside dest: %s. A repo links only snapshots/<commit>/<file> to ../../blobs/<name> "
@@ -139,7 +148,8 @@ class ModelCacheSync(object):
     def stage(self):
         """The dry run read every link's target, so escaping links were refused and seeds
         can be paired before anything is written; the plan (src's snapshot links and
-        refs, read once) then comes in a run beside the content's, not before it."""
+        refs, read once) then comes in a run beside the content's, not before it, and
+        what follows from it alone is worked out (read_plan) while the content moves."""
         plan_dir = self.state.fresh_plan_dir() if plan.has_metadata(self.planned) else None
         if self.params["src_host"] and self.params["revision_delta"]:
             self.seeds, self.result["seeded_blobs"] = seed(
@@ -150,16 +160,22 @@ class ModelCacheSync(object):
         self.hasher = verify.BlobHasher(
             self.dest, verify.blobs_to_verify(self.dest, self.planned, scope, self.seeds)).start()
         self.wrote = True
-        moved, staged = self.transport.fetch_content(self.planned, [], self.filters, self.seeds, plan_dir)
+        moved, _staged = self.transport.fetch_content(self.planned, [], self.filters, self.seeds, plan_dir,
+                                                      self.read_plan)
         self.collect(moved)
         if plan_dir:
-            self.staged = publish.read_links(plan_dir, staged)
-            self.refuse_escaping(self.staged, "nothing of them was published")
-            self.result["source_moved"] = plan.metadata_entries(self.planned) != plan.metadata_entries(self.staged)
-            # src gained a revision between the dry run and the plan: its blobs too.
-            extra = plan.missing_blobs(self.dest, self.staged, plan.content_paths(self.planned))
+            self.refuse_escaping(self.staged.entries, "nothing of them was published", self.staged.escaping)
+            self.result["source_moved"] = self.staged.source_moved
+            # src gained a revision between the dry run and the plan: its blobs too
+            # (those that the content's runs did not bring meanwhile).
+            extra = [b for b in self.staged.missing if not os.path.lexists(os.path.join(self.dest, b))]
             if extra:
                 self.collect(self.transport.fetch_content([], extra, self.filters, self.seeds)[0])
+
+    def read_plan(self, staged):
+        """The plan, once its run has ended (the content's may still be moving): see
+        publish.ReadPlan."""
+        self.staged = publish.ReadPlan(self.dest, self.state.plan, staged, self.planned, self.params["dir_times"])
 
     def collect(self, moved):
         """Add the transport's (changes, stats) of some runs to what this run changed."""
@@ -180,12 +196,12 @@ class ModelCacheSync(object):
         point at that never matched their names here (landed by a run killed before it
         verified them, say), against their names, before any link or ref points at them."""
         started = time.monotonic()
-        self.hasher.stop()
+        self.hasher.stop(finish=True)
         self.state.remove_seeds()
         blobs = verify.blobs_to_verify(self.dest, self.changes, self.params["verify"], self.seeds)
         if self.params["verify"] != "none":
-            links = self.staged if self.staged is not None else self.planned
-            blobs = sorted(set(blobs) | set(b for b in plan.linked_blobs(links) if b not in self.record))
+            linked = self.staged.lfs_blobs if self.staged is not None else plan.linked_blobs(self.planned)
+            blobs = sorted(set(blobs) | set(b for b in linked if b not in self.record))
         bad = verify.mismatches(self.dest, blobs, self.hasher)
         if bad:
             verify.reject(self.dest, bad, self.state.rejected, self.state.makedirs)
@@ -201,17 +217,16 @@ class ModelCacheSync(object):
     # -- publish: the plan's snapshots then refs; then what src no longer has --------------
     def publish(self):
         if self.staged is not None:
-            refs, unresolved = publish.check_plan(self.dest, self.state.plan, self.staged)
-            self.result["published_refs"] = refs
+            # The refs were checked when the plan was read; its links' blobs only now.
+            unresolved = publish.absent_blobs(self.dest, self.staged.entries) + self.staged.unresolved
+            self.result["published_refs"] = self.staged.refs
             if unresolved:
                 self.fail("%s changed during the sync in a way this run's plan cannot complete: %s. No snapshot "
                           "link or ref of the plan was published, so readers of dest still see its earlier, "
                           "consistent state; rerun to sync src as it is now." % (self.where, "; ".join(unresolved[:10])),
                           source_moved=True, unresolved=unresolved)
-            times = publish.dir_times(self.state.plan) if self.params["dir_times"] else None
             for stage in publish.ORDER:
-                entries = [c for c in self.staged if plan.stage_of(c) == stage]
-                moved, seconds = publish.move(self.dest, self.state.plan, entries, times)
+                moved, seconds = publish.move(self.dest, self.state.plan, self.staged.stages[stage], self.staged.times)
                 self.transport.runs.append({"run": "publishing the planned %s" % stage, "seconds": round(seconds, 3)})
                 self.collect([(moved, {"files_transferred": sum(1 for c in moved if c["type"] == "file")})])
         if any(c["type"] == "deleted" for c in self.planned):

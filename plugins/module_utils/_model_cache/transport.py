@@ -8,12 +8,14 @@ It is the one replaceable part of the sync. The other phases call only:
 
   list_repos()                 repo dirs src holds
   dry_run(filters)             (changes, stats): what a run would change
-  fetch_content(changes, extra, filters, seeds, plan_into=None)
+  fetch_content(changes, extra, filters, seeds, plan_into=None, on_plan=None)
                                the content of the planned changes and of ``extra`` paths,
                                as a list of (changes, stats); with ``plan_into``, the
                                plan as well: src's snapshot links and refs that differ
                                from dest, read once into that directory alongside the
-                               content, as its list of changes (else None)
+                               content, as its list of changes (else None), given to
+                               ``on_plan`` as soon as it is read, while content may
+                               still be moving
   delete_missing(filters)      remove what src no longer has
   close_stale() / close()      leftovers of dead runs / this run's connections
 
@@ -118,11 +120,16 @@ class RsyncTransport(object):
         """The plan's entries, from the output of plan_job's run."""
         return [c for c in _rsync.parse_itemized(out) if c["type"] != "dir"]
 
-    def fetch_content(self, changes, extra, filters, seeds, plan_into=None):
+    def fetch_content(self, changes, extra, filters, seeds, plan_into=None, on_plan=None):
         """The content of the planned changes (and ``extra`` paths) in parallel runs
         (plan.content_runs), and the plan into ``plan_into`` in a run beside them;
         ``seeds``: the state dir holds seeds this run's new blobs take as their delta
-        basis. Returns (the content runs' (changes, stats), the plan's changes or None)."""
+        basis. Returns (the content runs' (changes, stats), the plan's changes or None).
+
+        The plan's run ends long before the content's (links and refs against
+        gigabytes): ``on_plan(the plan's changes)`` is called on this thread as soon as
+        it has succeeded, so that the work that follows from the plan alone overlaps
+        the transfer instead of following it."""
         # With link_dest the dry run does not list what rsync will hard-link from the
         # basis, so the run that may create such files walks the tree.
         runs, _deleting = plan.content_runs(changes, extra, self.streams, walk_first=bool(self.params["link_dest"]))
@@ -139,11 +146,22 @@ class RsyncTransport(object):
             else:
                 argv = self.argv(stage="content", files_from=True, block_size=block_size, shared=i == 0)
             jobs.append((argv, what, paths))
+        staged = []
+        early = {}
         if plan_into:
             jobs.append(self.plan_job(filters, plan_into))
-        outs = self.run_many(jobs) if jobs else []
-        staged = self.planned_links(outs.pop()) if plan_into else None
-        return [parsed(out) for out in outs], staged
+            early[len(jobs) - 1] = lambda out: staged.append(self.take_plan(out, on_plan))
+        outs = self.run_many(jobs, early) if jobs else []
+        if plan_into:
+            outs.pop()
+        return [parsed(out) for out in outs], (staged[0] if plan_into else None)
+
+    def take_plan(self, out, on_plan=None):
+        """The plan's changes from its run's output, handed to ``on_plan`` too."""
+        staged = self.planned_links(out)
+        if on_plan:
+            on_plan(staged)
+        return staged
 
     def report(self):
         """What the result says of this transport beyond runs and attempts."""
@@ -244,13 +262,20 @@ class RsyncTransport(object):
             time.sleep(delay)
             delay *= 2
 
-    def run_many(self, jobs):
+    def run_many(self, jobs, early=None):
         """Run (argv, what, paths) jobs at once, one thread each; their outputs in
-        order. When any failed for good, the task fails with the first failure, after
-        the others have finished (nothing is left running)."""
+        order. ``early``: {index: callback}; as soon as job ``index`` has succeeded,
+        ``callback(its output)`` runs on this thread while the other jobs go on. When
+        any failed for good, the task fails with the first failure, after the others
+        have finished (nothing is left running, not even when a callback raises)."""
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            outcomes = list(pool.map(lambda job: self.attempt(*job), jobs))
+            futures = [pool.submit(self.attempt, *job) for job in jobs]
+            for index in sorted(early or {}):
+                outcome = futures[index].result()
+                if not isinstance(outcome, RsyncFailure):
+                    early[index](outcome)
+            outcomes = [future.result() for future in futures]
         self.elapsed += time.monotonic() - started
         return [self.output_of(outcome) for outcome in outcomes]
 

@@ -59,7 +59,9 @@ class BlobHasher(object):
     the file still has the inode, size and times it had when the digest was taken
     (digest()); anything else is hashed again after the transfer. A file present
     under its final name before the transfer (an older file, a seed) is not taken
-    until it is replaced.
+    until it is replaced. When the transfer is over, stop(finish=True) takes what it
+    followed and rsync renamed since the hasher last looked: the tail written since
+    then, not the whole blob again after the transfer.
     """
 
     PER_ROUND = 16  # chunks read from one growing file before the next one gets a turn
@@ -81,17 +83,12 @@ class BlobHasher(object):
             return None
 
     def run(self):
-        try:
-            while self.pending and not self.stopping.is_set():
-                for rel in list(self.pending):
-                    if self.stopping.is_set():
-                        return
-                    self.step(rel)
-                self.stopping.wait(0.1)
-        finally:
-            for followed in self.following.values():
-                followed.file.close()
-            self.following.clear()
+        while self.pending and not self.stopping.is_set():
+            for rel in list(self.pending):
+                if self.stopping.is_set():
+                    return
+                self.step(rel)
+            self.stopping.wait(0.1)
 
     def step(self, rel):
         """Take the blob if it landed, else follow its temporary file a bit further."""
@@ -151,10 +148,25 @@ class BlobHasher(object):
             self.thread.start()
         return self
 
-    def stop(self):
+    def stop(self, finish=False):
+        """Stop following, and close what was followed. ``finish`` (the transfer is
+        over): first take each followed file that landed under its final name (step),
+        on this thread now that the hasher's has ended."""
         self.stopping.set()
         if self.thread.is_alive():
             self.thread.join()
+        try:
+            for rel in list(self.pending) if finish else ():
+                followed = self.following.get(rel)
+                try:
+                    if followed and file_key(os.path.join(self.dest, rel))[0] == followed.inode:
+                        self.step(rel)
+                except (IOError, OSError):
+                    pass  # hashed whole by mismatches()
+        finally:
+            for followed in self.following.values():
+                followed.file.close()
+            self.following.clear()
 
     def digest(self, rel):
         """The digest taken during the transfer, if rel is still that file."""

@@ -52,6 +52,27 @@ def test_split_repo_path_and_snapshot_file():
     assert hf.snapshot_file(W2V + "/blobs/abc") is None
 
 
+@pytest.mark.parametrize("path, expected", [
+    ("/" + W2V + "/", (W2V, "", "")),
+    (W2V + "//snapshots/c1", (W2V, "", "snapshots/c1")),
+    ("a/models--x/models--y/blobs/b", ("a/models--x", "models--y", "blobs/b")),  # the first repo dir
+    ("a/xmodels--x/models--y--z/refs/main", ("a/xmodels--x/models--y--z", "refs", "main")),
+    ("models--/blobs", None),
+    ("models---a/blobs", None),
+    ("a/models--a-b.c_d/snapshots/c/x/y", ("a/models--a-b.c_d", "snapshots", "c/x/y")),
+    ("datasets--a/x/spaces--b", ("datasets--a", "x", "spaces--b")),
+    ("models--a--b\n/blobs", ("models--a--b\n", "blobs", "")),  # as REPO_DIR_RE's "$" allows
+    ("models--a--b\nx/blobs", None),
+    ("", None),
+])
+def test_split_repo_path_splits_at_the_first_repo_dir(path, expected):
+    assert hf.split_repo_path(path) == expected
+    parts = path.strip("/").split("/")  # the plain definition, part by part
+    first = next((i for i, part in enumerate(parts) if hf.is_repo_dir(part)), None)
+    assert expected == (None if first is None else (
+        "/".join(parts[:first + 1]), parts[first + 1] if len(parts) > first + 1 else "", "/".join(parts[first + 2:])))
+
+
 def test_link_target_path_stays_inside_the_root():
     assert hf.link_target_path(W2V + "/snapshots/c1/sub/m.bin", "../../../blobs/ab") == W2V + "/blobs/ab"
     assert hf.link_target_path("a/b", "/etc/passwd") is None

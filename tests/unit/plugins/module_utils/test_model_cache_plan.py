@@ -6,6 +6,8 @@ small caches made in tmp_path."""
 
 import os
 
+import pytest
+
 from ansible_collections.indextts.deploy.plugins.module_utils import _rsync
 from ansible_collections.indextts.deploy.plugins.module_utils._model_cache import plan, publish
 
@@ -136,6 +138,21 @@ def test_seed_candidates_pair_a_new_blob_with_the_old_one_of_the_same_file(tmp_p
         {"blob": REPO + "/blobs/" + BLOB_NEW, "basis": REPO + "/blobs/" + BLOB_OLD}]
 
 
+def test_seed_candidates_ask_dest_nothing_per_link_of_a_repo_it_has_no_snapshots_of(tmp_path, monkeypatch):
+    """A full sync plans 20,000 links into a dest that has none of them."""
+    dest = str(tmp_path)
+    make_repo(dest, OLD, BLOB_OLD)
+    other = "hf_cache/models--org--other"
+    changes = [link("%s/snapshots/%s/f%05d" % (other, NEW, i), "../../blobs/%040x" % i) for i in range(100)]
+    changes.append(link(REPO + "/snapshots/%s/w.bin" % NEW, "../../blobs/" + BLOB_NEW))
+    asked = []
+    real_lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: (asked.append(p), real_lexists(p))[1])
+    assert plan.seed_candidates(dest, changes) == [
+        {"blob": REPO + "/blobs/" + BLOB_NEW, "basis": REPO + "/blobs/" + BLOB_OLD}]
+    assert asked == [os.path.join(dest, REPO, "blobs", BLOB_NEW)]
+
+
 def test_repos_in_a_captured_listing():
     with open(os.path.join(FIXTURES, "list-repos.txt")) as f:
         assert plan.repos_in_listing(f.read()) == {
@@ -165,6 +182,30 @@ def test_check_plan_publishes_only_a_plan_dest_can_complete(tmp_path):
         f.write("c" * 40)
     refs, unresolved = publish.check_plan(dest, plan_dir, staged[1:])
     assert unresolved == ["%s/refs/main names snapshot cccccccccccc, which src no longer has" % REPO]
+
+
+def test_absent_blobs_list_each_blobs_dir_once(tmp_path, monkeypatch):
+    """After the content, publishing asks whether the plan's 20,000 links have their
+    blobs: one listing per blobs dir, not a look per blob; a link to a directory, or
+    to a blob dest lacks, is named as check_plan names it."""
+    dest = str(tmp_path)
+    make_repo(dest, OLD, BLOB_OLD)
+    os.makedirs(os.path.join(dest, REPO, "blobs", BLOB_NEW))  # not a file
+    os.symlink(BLOB_OLD, os.path.join(dest, REPO, "blobs", "4" * 64))  # a link to a file is one
+    snap = REPO + "/snapshots/" + NEW + "/"
+    staged = [link(snap + "f%03d" % i, "../../blobs/" + BLOB_OLD) for i in range(50)]
+    staged += [link(snap + "dir", "../../blobs/" + BLOB_NEW), link(snap + "gone", "../../blobs/" + "3" * 64),
+               link(snap + "linked", "../../blobs/" + "4" * 64), link(snap + "other", "../../../models--o--x/blobs/a"),
+               {"path": REPO + "/refs/main", "type": "file"}]
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: (listed.append(p), real_scandir(p))[1])
+    monkeypatch.setattr(os.path, "isfile", lambda p: pytest.fail("asked about %s" % p))
+    assert publish.absent_blobs(dest, staged) == [
+        snap + "dir -> ../../blobs/" + BLOB_NEW + ": no such blob in dest",
+        snap + "gone -> ../../blobs/" + "3" * 64 + ": no such blob in dest",
+        snap + "other -> ../../../models--o--x/blobs/a: no such blob in dest"]
+    assert sorted(listed) == sorted([os.path.join(dest, REPO, "blobs"), os.path.join(dest, "hf_cache/models--o--x/blobs")])
 
 
 def test_move_renames_a_new_snapshot_whole_and_a_new_link_into_an_existing_one(tmp_path, monkeypatch):

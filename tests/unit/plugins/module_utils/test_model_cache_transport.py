@@ -4,12 +4,15 @@
 master's socket first. Real Unix sockets in a real directory; the SSH master is
 played by the test (close() asks it to exit through module.run_command), because
 what matters is the moment its own cleanup lands, which a real master leaves to
-chance (CI once saw the race: an empty directory left, no master running)."""
+chance (CI once saw the race: an empty directory left, no master running).
+
+And run_many(): a run that ended goes to its callback while the others still run."""
 
 import os
 import shutil
 import socket
 import tempfile
+import threading
 
 import pytest
 
@@ -108,3 +111,56 @@ def test_closing_without_a_connection_does_nothing():
     module = Master()
     closing(module, None)
     assert module.commands == [] and module.warnings == []
+
+
+class Runs(object):
+    """A module whose run_command plays rsync runs: argv[0] "content" runs until the
+    test lets it end (or 10 s), "broken" fails for good, the others end at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.ended = []
+
+    def run_command(self, argv, data=None, binary_data=False):
+        if argv[0] == "content":
+            self.release.wait(10)
+        self.ended.append(argv[0])
+        if argv[0] == "broken":
+            return 1, "", "rsync: syntax or usage error"
+        return 0, "output of %s" % argv[0], ""
+
+
+def running(module, failures):
+    t = object.__new__(transport.RsyncTransport)
+    t.module, t.runs, t.attempts, t.elapsed = module, [], 1, 0.0
+    t.params = {"retries": 0, "retry_delay": 0, "src_user": None, "known_hosts": None}
+    t.src, t.host, t.dest = "/src", None, "/dest"
+    t.figures = lambda: {}
+    t.fail = lambda msg, **kwargs: failures.append(msg)
+    return t
+
+
+def test_a_run_that_ended_goes_to_its_callback_while_the_others_still_run():
+    """The plan's run ends long before the content's: what follows from the plan
+    overlaps the transfer instead of following it."""
+    module = Runs()
+    seen = []
+
+    def plan_read(out):
+        seen.append((out, list(module.ended)))
+        module.release.set()  # the content's run ends only now
+
+    t = running(module, [])
+    outs = t.run_many([(["content"], "content", None), (["plan"], "plan", None)], {1: plan_read})
+    assert seen == [("output of plan", ["plan"])]  # the content was still running
+    assert outs == ["output of content", "output of plan"]
+
+
+def test_a_run_that_failed_gets_no_callback_and_fails_the_task_after_the_others():
+    module = Runs()
+    failures = []
+    t = running(module, failures)
+    threading.Timer(0.5, module.release.set).start()
+    t.run_many([(["content"], "content", None), (["broken"], "plan", None)], {1: failures.append})
+    assert module.ended == ["broken", "content"]
+    assert len(failures) == 1 and failures[0].startswith("plan failed after 1 attempt(s)")

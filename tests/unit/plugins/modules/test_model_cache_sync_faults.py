@@ -41,10 +41,11 @@ def start(src, dest, workdir, params=None):
 
 
 def digests(root):
-    """sha256 of every regular file under root (the module's state left out)."""
+    """sha256 of every regular file under root (the module's state and rsync's
+    temporary files left out: an orphaned rsync renames those at any moment)."""
     found = {}
     for rel, value in files_and_links(root).items():
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and not state.TEMP_RE.match(os.path.basename(rel)):
             with open(os.path.join(str(root), rel), "rb") as f:
                 found[rel] = (value[0], hashlib.sha256(f.read()).hexdigest())
     return found

@@ -91,7 +91,8 @@ def test_two_nodes_fetch_the_cache_from_the_swarm_and_a_rerun_joins_none(golden,
         # goes on beside the rest of the run, not in front of it.
         run = result["stats"]["runs"][names.index("swarm (content)")]["seconds"]
         assert swarm["land_seconds"] >= 0 and 0 <= swarm["linger_seconds"] <= 10 + 1, swarm
-        assert swarm["seconds"] + swarm["land_seconds"] <= run < swarm["seconds"] + swarm["land_seconds"] + 1, (
+        # (each figure rounded to the millisecond: 0.659 + 0.181 <= 0.84 failed once in floats)
+        assert swarm["seconds"] + swarm["land_seconds"] - 0.002 <= run < swarm["seconds"] + swarm["land_seconds"] + 1, (
             swarm, run)
         assert names.index("planning snapshots and refs (read once from src)") < names.index("swarm (content)"), names
         assert result["changed"] is True
