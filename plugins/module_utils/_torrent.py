@@ -80,6 +80,12 @@ ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 # Peer messages kept for the caller (the newest ones).
 MAX_MESSAGES = 200
 
+# libtorrent's errors::upload_upload_connection (the same value in 2.0 and 2.1): this
+# session closed a connection because both ends have all they want. A seeder closes
+# a peer with it the moment the peer has the whole torrent, so the alert is the one
+# trace of a peer that finished and left at once.
+UPLOAD_UPLOAD_CONNECTION = 37
+
 # A peer connected this long that never wanted a piece of a node that has all it
 # wants needs nothing from it (interest follows the bitfields within a round trip);
 # and a node judges its peers' interest this long after it has all it wants.
@@ -396,11 +402,11 @@ class Swarm(object):
         files the peer skips, so a node fetching a few blobs would wait for pieces it
         never asks for.
 
-        The seeder keeps its connections to peers that have all they want (libtorrent
-        closes them by default): a node's link to its origin (OriginShare) has its
-        share in long before the node has the rest, and may still ask for pieces the
-        other nodes do not bring; the peer closes the connection when it is done."""
-        self._session.apply_settings({"close_redundant_connections": False})
+        A peer that has the whole torrent is closed at once (libtorrent's
+        close_redundant_connections; satisfied() knows why). Any other stays until it
+        leaves: a fetcher never says it is upload-only (fetch()), so a node's link to
+        its origin (OriginShare) that has its share and may still ask for more keeps
+        its connection."""
         return self._add(torrent, save_path, lt.torrent_flags.seed_mode)
 
     def fetch(self, torrent, save_path, peers, skip=(), origin=None, origin_path=None):
@@ -437,8 +443,10 @@ class Swarm(object):
         if origin and not origin_path:
             raise SwarmError("fetching with an origin needs origin_path, where the origin's share lands")
         # A fetcher keeps its connections when it finishes (libtorrent closes those to
-        # seeds by default, before its last pieces are announced), as the seeder does
-        # (seed()): each side sees the other finish (satisfied()) before it leaves.
+        # seeds by default, before its last pieces are announced): the seeder then sees
+        # it finish, closes the connection itself, and knows why (satisfied()). With
+        # this setting libtorrent never says upload-only either: a fetcher that skips
+        # files, or an origin link with its share, stays connected to the seeder.
         self._session.apply_settings({"close_redundant_connections": False})
         key = self._add(torrent, save_path, 0, skip=skip)
         self._fetching[key] = peers
@@ -549,7 +557,8 @@ class Swarm(object):
         """Addresses of the peers of a torrent that want nothing more from this node,
         as far as it has seen since it had all of the torrent it wants (a seeder; a
         fetcher that finished): peers seen with all they want (seed, upload-only);
-        peers that took pieces
+        peers this node closed because both ends had all they want (one that
+        finished and left before it was seen as a seed); peers that took pieces
         from this node, or were interested in them, and no longer are (one that
         skips files and has the rest); peers connected for SETTLE_SECONDS without
         ever wanting a piece of this node. Once satisfied, a peer stays so.
@@ -673,6 +682,8 @@ class Swarm(object):
                 self._complete.add(_key(a.handle.info_hashes()))
             if isinstance(a, lt.peer_disconnected_alert) and a.handle.is_valid():
                 key = _key(a.handle.info_hashes())
+                if a.error.value() == UPLOAD_UPLOAD_CONNECTION and a.error.category().name() == "libtorrent":
+                    self._done.get(key, set()).add(_address(a.ip[0]))
                 if key in self._complete:
                     self._left.get(key, set()).add(_address(a.ip[0]))
             if isinstance(a, (lt.peer_error_alert, lt.peer_disconnected_alert, lt.peer_blocked_alert,

@@ -20,10 +20,11 @@ description:
     listens on O(address) only and talks to the addresses in O(peers) only. With an SSL
     torrent it talks TLS only, to peers whose certificates the torrent's CA signed.
   - Leaves when every peer in O(peers) wants nothing more from it (it was seen with all of
-    the torrent, or with all it wants of it) and has closed its connection, when for
-    O(idle_timeout) seconds no peer was connected and nothing was sent (nodes already up
-    to date never join the swarm), or after O(timeout) seconds (RV(outcome)). It keeps
-    its connections to peers that have all they want, because a node's link to its origin
+    the torrent, or with all it wants of it) and is gone, when for O(idle_timeout)
+    seconds no peer was connected and nothing was sent (nodes already up to date never
+    join the swarm), or after O(timeout) seconds (RV(outcome)). A peer with the whole
+    torrent is closed at once; one with all it asked for so far stays until it leaves,
+    because a node's link to its origin
     (O(indextts.deploy.model_cache_sync#module:swarm.origin)) has its own share long
     before the node has the rest, and may still ask for pieces the other nodes do not bring.
   - Before joining (in check mode too) refuses a torrent that is not one, a O(path) whose
@@ -96,9 +97,10 @@ requirements:
   - libtorrent 2.0's Python bindings on this host (Debian's C(python3-libtorrent))
 notes:
   - A node that finished stays connected for 2 seconds (within its
-    O(indextts.deploy.model_cache_sync#module:swarm.linger)), so that the seeder sees it is
-    done, or keeps its link to its origin until it has all it wants; a node that leaves another way (its swarm stalled and rsync took over) is in
-    RV(peers_missing), and the seeder leaves by O(idle_timeout) or O(timeout).
+    O(indextts.deploy.model_cache_sync#module:swarm.linger)), and keeps its link to its
+    origin as long, so that the seeder sees it is done; a node that leaves another way
+    (its swarm stalled and rsync took over) is in RV(peers_missing), and the seeder leaves
+    by O(idle_timeout) or O(timeout).
   - Serving reads the cache only. Do not change the cache while the seeder runs; a piece
     that no longer matches its hash fails at the nodes, which then fall back to rsync.
 seealso:

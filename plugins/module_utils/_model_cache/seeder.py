@@ -6,8 +6,8 @@
 Golden joins the closed swarm with the torrent cache_torrent made and serves the
 files where they are (seed mode: nothing is checked up front, nothing copied; each
 piece is hashed when first sent). It leaves when every listed node wants nothing more
-(_torrent.Swarm.satisfied: seen with all it wants of the torrent, or no longer
-interested in golden's pieces) and has closed its connection, or when for
+(_torrent.Swarm.satisfied: seen with all of the torrent, closed by golden because it
+had all, or no longer interested in golden's pieces) and is gone, or when for
 ``idle_timeout`` seconds no node was connected and nothing was sent (nodes already up
 to date never join), or after ``timeout`` seconds. Serving changes nothing on this host.
 """
