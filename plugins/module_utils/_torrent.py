@@ -409,14 +409,16 @@ class Swarm(object):
         its connection."""
         return self._add(torrent, save_path, lt.torrent_flags.seed_mode)
 
-    def fetch(self, torrent, save_path, peers, skip=(), origin=None, origin_path=None):
+    def fetch(self, torrent, save_path, peers, skip=(), origin=None, origin_path=None, pieces=None):
         """Download ``torrent`` (bytes) into ``save_path`` from ``peers`` ((address,
         port) pairs or ``address:port``). libtorrent first checks what is already
         there: a file present with the right content costs no transfer, a wrong piece
         is downloaded again and written in place (so a blob hard-linked into the
         staging area from dest is repaired in dest too). When done the node seeds it
         to the others. Files in ``skip`` (relative paths) are neither fetched nor
-        served (priority 0): a node that holds them under another name. Returns its key.
+        served (priority 0): a node that holds them under another name. ``pieces``: the
+        indices of the only pieces wanted (an origin link's share), None for all of the
+        files not skipped. Returns its key.
 
         ``origin`` (a peer like those of ``peers``, not among them: golden, which has
         every piece) with other ``peers`` (the nodes): this node asks the origin only
@@ -448,7 +450,7 @@ class Swarm(object):
         # this setting libtorrent never says upload-only either: a fetcher that skips
         # files, or an origin link with its share, stays connected to the seeder.
         self._session.apply_settings({"close_redundant_connections": False})
-        key = self._add(torrent, save_path, 0, skip=skip)
+        key = self._add(torrent, save_path, 0, skip=skip, pieces=pieces)
         self._fetching[key] = peers
         if origin:
             self._shares[key] = OriginShare(self, key, torrent, origin_path, origin,
@@ -759,17 +761,16 @@ class OriginShare(object):
     every SHARE_PLAN_SECONDS from what the node sees of its peers, so that a node
     that never came, left, or finished without a piece does not hold the others up;
     when the node got nothing for SHARE_RESCUE_SECONDS and its share is in, the pieces
-    no peer offers are asked of golden whoever owns them. An error of the link is raised by check(). The link's
-    files (``save_path``) are copies of pieces already handed on: the caller removes
-    them."""
+    no peer offers are asked of golden whoever owns them. An error of the link is
+    raised by check(). The link's files (``save_path``) are copies of pieces already
+    handed on: the caller removes them."""
 
     def __init__(self, swarm, key, torrent, save_path, origin, members, skip):
         self.swarm, self.key, self.torrent = swarm, key, torrent
         self.save_path, self.origin, self.skip = save_path, origin, skip
         self.members = sorted(set(members) | {swarm.address})
-        self.link = None  # the Swarm that talks to the origin, from the first planned piece on
+        self.link = None  # the Swarm that talks to the origin, from the first plan on
         self.wanted = set()
-        self.handed = 0  # pieces handed to the swarm
         self.started = time.monotonic()
         self.progress_marker = (None, self.started)  # (the swarm's bytes done, since when)
         self.last = {"downloaded": 0, "redundant": 0, "failed": 0}
@@ -834,22 +835,16 @@ class OriginShare(object):
             # Open even with nothing to ask for: the origin waits for every node it
             # serves to connect and then leave (cache_seed).
             self.wanted = wanted
-            self.open_link(wanted)
+            self.link = Swarm(self.swarm.address, 0, allowed=[self.origin[0]], ssl=self.swarm.ssl,
+                              upload_limit=self.swarm.upload_limit, piece_alerts=True)
+            if self.swarm._cert:
+                self.link.set_ssl_certificate(*self.swarm._cert)
+            self.link.fetch(self.torrent, self.save_path, [self.origin], skip=self.skip, pieces=wanted)
         elif wanted != self.wanted:
             self.wanted = wanted
             self.link._handles[self.key].prioritize_pieces([4 if i in wanted else 0 for i in range(len(have))])
         if wanted and self.origin[0] not in self.link.connected(self.key):
             self.link.connect([self.origin], self.key)  # a connection already there is left as it is
-
-    def open_link(self, wanted):
-        self.link = Swarm(self.swarm.address, 0, allowed=[self.origin[0]], ssl=self.swarm.ssl,
-                          upload_limit=self.swarm.upload_limit, piece_alerts=True)
-        if self.swarm._cert:
-            self.link.set_ssl_certificate(*self.swarm._cert)
-        self.link._session.apply_settings({"close_redundant_connections": False})
-        self.link._add(self.torrent, self.save_path, 0, skip=self.skip, pieces=wanted)
-        self.link._fetching[self.key] = [self.origin]
-        self.link.connect([self.origin], self.key)
 
     def hand_on(self):
         """Read each piece the link got, and add it to the swarm's torrent."""
@@ -864,7 +859,6 @@ class OriginShare(object):
                 link.read_piece(piece)
             else:
                 handle.add_piece(piece, data, 0)
-                self.handed += 1
 
     def progress(self):
         """The link's payload bytes: downloaded, and of those redundant and failed."""
