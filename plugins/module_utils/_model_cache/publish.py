@@ -56,17 +56,9 @@ class ReadPlan(object):
                 self.stages[stage].append(c)
 
 
-def check_plan(dest, plan_dir, staged):
-    """(published_refs, unresolved): the refs the plan publishes ({path: commit}), and
-    what keeps it from being published: a snapshot link to a blob dest does not have,
-    an unreadable ref, a ref naming a snapshot neither dest nor the plan holds."""
-    refs, unresolved = check_refs(dest, plan_dir, staged)
-    return refs, absent_blobs(dest, staged) + unresolved
-
-
 def absent_blobs(dest, staged):
     """What keeps the plan's snapshot links from being published: a link to a blob
-    that is not a file in dest (check_plan's words). Each blobs dir of dest is listed
+    that is not a file in dest, in words. Each blobs dir of dest is listed
     once, instead of asking about each of a plan's 20,000 blobs in turn."""
     files = {}  # directory of blobs (relative) -> names of the files in it
 

@@ -160,7 +160,8 @@ def test_repos_in_a_captured_listing():
             "models--indextts--small-files", "models--nvidia--bigvgan_v2_22khz_80band_256x"}
 
 
-def test_check_plan_publishes_only_a_plan_dest_can_complete(tmp_path):
+def test_a_plan_is_published_only_when_dest_can_complete_it(tmp_path):
+    """check_refs (when the plan is read) and absent_blobs (after the content) between them."""
     dest, plan_dir = str(tmp_path / "dest"), str(tmp_path / "plan")
     make_repo(dest, OLD, BLOB_OLD)
     os.makedirs(os.path.join(plan_dir, REPO, "refs"))
@@ -171,23 +172,23 @@ def test_check_plan_publishes_only_a_plan_dest_can_complete(tmp_path):
     staged = publish.read_links(plan_dir, [{"path": REPO + "/snapshots/%s/w.bin" % NEW, "type": "symlink"},
                                            {"path": REPO + "/refs/main", "type": "file"}])
     assert staged[0]["target"] == "../../blobs/" + BLOB_NEW  # read from the link, not parsed
-    refs, unresolved = publish.check_plan(dest, plan_dir, staged)
-    assert refs == {REPO + "/refs/main": NEW}
-    assert unresolved == ["%s/snapshots/%s/w.bin -> ../../blobs/%s: no such blob in dest" % (REPO, NEW, BLOB_NEW)]
+    assert publish.check_refs(dest, plan_dir, staged) == ({REPO + "/refs/main": NEW}, [])
+    assert publish.absent_blobs(dest, staged) == [
+        "%s/snapshots/%s/w.bin -> ../../blobs/%s: no such blob in dest" % (REPO, NEW, BLOB_NEW)]
     with open(os.path.join(dest, REPO, "blobs", BLOB_NEW), "w") as f:
         f.write("y")
-    assert publish.check_plan(dest, plan_dir, staged) == ({REPO + "/refs/main": NEW}, [])
+    assert publish.absent_blobs(dest, staged) == []
     # A ref naming a snapshot that neither dest nor the plan holds: src dropped it.
     with open(os.path.join(plan_dir, REPO, "refs", "main"), "w") as f:
         f.write("c" * 40)
-    refs, unresolved = publish.check_plan(dest, plan_dir, staged[1:])
+    refs, unresolved = publish.check_refs(dest, plan_dir, staged[1:])
     assert unresolved == ["%s/refs/main names snapshot cccccccccccc, which src no longer has" % REPO]
 
 
 def test_absent_blobs_list_each_blobs_dir_once(tmp_path, monkeypatch):
     """After the content, publishing asks whether the plan's 20,000 links have their
     blobs: one listing per blobs dir, not a look per blob; a link to a directory, or
-    to a blob dest lacks, is named as check_plan names it."""
+    to a blob dest lacks, is named."""
     dest = str(tmp_path)
     make_repo(dest, OLD, BLOB_OLD)
     os.makedirs(os.path.join(dest, REPO, "blobs", BLOB_NEW))  # not a file

@@ -7,7 +7,6 @@ judges every node's cache."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from test_model_cache_sync_local import W2V, assert_hub_reads_offline, files_and
 lt = pytest.importorskip("libtorrent")
 
 from ansible_collections.indextts.deploy.plugins.module_utils import _torrent  # noqa: E402
+from ansible_collections.indextts.deploy.tests.unit.plugins.module_utils.test_torrent import free_port  # noqa: E402,F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 GOLDEN, NODES = "127.0.0.1", ["127.0.0.2", "127.0.0.3"]
-
-
-def free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 def publish_torrent(src, where):
